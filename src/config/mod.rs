@@ -1,0 +1,1198 @@
+//! Owns sources.toml: loading it (file + `TINGFENG__SECTION__KEY` environment overrides through
+//! the `config` crate), and the one conversion from what users wrote into the validated,
+//! typed [`Config`] the rest of the daemon trusts. Every problem is collected and reported at
+//! once with file, line and key path.
+
+mod raw;
+pub mod span;
+
+use crate::charset;
+use chrono_tz::Tz;
+use raw::{RawDaemon, RawDefaults, RawDepartment, RawSource, RawWebhook};
+use span::{KeyPath, Locator};
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use url::Url;
+
+/// Below this interval `check` warns: polite polling of public sites is slower than this.
+const POLITE_INTERVAL: Duration = Duration::from_secs(30);
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub daemon: DaemonSettings,
+    pub client: ClientSettings,
+    pub sources: Vec<Source>,
+    pub departments: Vec<Department>,
+    pub webhook: WebhookSettings,
+    /// Things worth saying that do not stop the daemon (e.g. a very short interval).
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DaemonSettings {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub timezone: Tz,
+    pub retention: Duration,
+    pub max_concurrent_fetches: usize,
+    pub cache_capacity_bytes: u64,
+    pub shutdown_grace: Duration,
+    pub api_token_env: Option<String>,
+}
+
+/// Settings of the one shared HTTP client (not overridable per source).
+#[derive(Debug, Clone)]
+pub struct ClientSettings {
+    pub connect_timeout: Duration,
+    pub max_redirects: usize,
+    pub user_agent: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SourceKind {
+    Feed,
+}
+
+impl fmt::Display for SourceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SourceKind::Feed => f.write_str("feed"),
+        }
+    }
+}
+
+/// Requests per period, e.g. `1/2s`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub requests: u32,
+    pub per: Duration,
+}
+
+impl RateLimit {
+    /// Time between two requests when they are spread evenly (no bursts: politeness).
+    pub fn spacing(&self) -> Duration {
+        self.per / self.requests.max(1)
+    }
+
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let (n, per) = s
+            .split_once('/')
+            .ok_or_else(|| format!("{s:?} is not a rate: write requests/period, e.g. \"1/2s\""))?;
+        let requests: u32 = n
+            .trim()
+            .parse()
+            .map_err(|_| format!("{s:?}: {n:?} is not a whole number of requests"))?;
+        if requests == 0 {
+            return Err(format!("{s:?}: the number of requests must be at least 1"));
+        }
+        let per = per.trim();
+        // "1/s" and "10/m" read naturally; humantime needs a number.
+        let per_owned;
+        let per = if per.starts_with(|c: char| c.is_ascii_digit()) {
+            per
+        } else {
+            per_owned = format!("1{per}");
+            &per_owned
+        };
+        let per = humantime::parse_duration(per)
+            .map_err(|e| format!("{s:?}: period is not a duration ({e})"))?;
+        if per.is_zero() {
+            return Err(format!("{s:?}: the period must be longer than zero"));
+        }
+        Ok(Self { requests, per })
+    }
+}
+
+impl fmt::Display for RateLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}/{}",
+            self.requests,
+            humantime::format_duration(self.per)
+        )
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub id: String,
+    pub kind: SourceKind,
+    pub url: Url,
+    pub name: Option<String>,
+    pub encoding: Option<&'static encoding_rs::Encoding>,
+    pub headers: Vec<(String, String)>,
+    pub interval: Duration,
+    pub jitter: f64,
+    pub max_backoff: Duration,
+    pub timeout: Duration,
+    pub per_host: RateLimit,
+    pub max_in_flight_per_host: usize,
+    pub user_agent: String,
+    pub max_body: u64,
+    pub backlog: bool,
+    pub max_age: Option<Duration>,
+}
+
+impl Source {
+    /// The key the per-host limits are kept under: host and port, since two servers on one
+    /// host but different ports are different servers.
+    pub fn host_key(&self) -> String {
+        host_key(&self.url)
+    }
+}
+
+pub fn host_key(url: &Url) -> String {
+    format!(
+        "{}:{}",
+        url.host_str().unwrap_or(""),
+        url.port_or_known_default().unwrap_or(0)
+    )
+}
+
+#[derive(Debug, Clone)]
+pub struct Department {
+    pub id: String,
+    pub name: String,
+    pub keywords: Vec<String>,
+    pub exclude: Vec<String>,
+    pub webhook: Url,
+}
+
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    pub url: Option<Url>,
+    pub secret_env: Option<String>,
+    pub timeout: Duration,
+    pub max_backoff: Duration,
+}
+
+/// One problem in the configuration, located in the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issue {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    /// Set when the value came from an environment override rather than the file.
+    pub env_var: Option<String>,
+    /// e.g. `source[3] "city-forum": interval`
+    pub location: String,
+    pub message: String,
+}
+
+impl fmt::Display for Issue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let file = self.file.display();
+        match (&self.env_var, self.line) {
+            (Some(var), _) => write!(f, "{file}: {var} (environment): ")?,
+            (None, Some(line)) => write!(f, "{file}:{line}: ")?,
+            (None, None) => write!(f, "{file}: ")?,
+        }
+        if self.location.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.location, self.message)
+        }
+    }
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: not valid TOML: {message}", path.display())]
+    Syntax { path: PathBuf, message: String },
+    #[error("{} problem(s) in {}:\n{}", issues.len(), path.display(), render(issues))]
+    Invalid { path: PathBuf, issues: Vec<Issue> },
+}
+
+fn render(issues: &[Issue]) -> String {
+    issues
+        .iter()
+        .map(|i| format!("  {i}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl Config {
+    /// Reads, merges environment overrides, and validates `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let env: Vec<(String, String)> = std::env::vars()
+            .filter(|(k, _)| k.starts_with("TINGFENG__"))
+            .collect();
+        Self::from_parts(path, &text, &env)
+    }
+
+    /// Validates `text` as if read from `path`, with `env` as the environment overrides.
+    pub fn from_parts(
+        path: &Path,
+        text: &str,
+        env: &[(String, String)],
+    ) -> Result<Config, ConfigError> {
+        // toml_edit gives a precise syntax error with line and column; config's is vaguer.
+        if let Err(e) = toml_edit::Document::parse(text) {
+            return Err(ConfigError::Syntax {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            });
+        }
+        let env_map: config::Map<String, String> = env.iter().cloned().collect();
+        let merged = config::Config::builder()
+            .add_source(config::File::from_str(text, config::FileFormat::Toml))
+            .add_source(
+                config::Environment::with_prefix("TINGFENG")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true)
+                    .source(Some(env_map)),
+            )
+            .build()
+            .map_err(|e| ConfigError::Syntax {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
+        let mut v = Validator {
+            file: path.to_path_buf(),
+            locator: Locator::new(text.to_string()),
+            env: env.iter().map(|(k, _)| k.to_ascii_uppercase()).collect(),
+            issues: Vec::new(),
+            warnings: Vec::new(),
+        };
+        let cfg = v.validate(merged);
+        if v.issues.is_empty() {
+            if let Some(mut cfg) = cfg {
+                cfg.path = path.to_path_buf();
+                cfg.warnings = v.warnings;
+                return Ok(cfg);
+            }
+        }
+        let mut issues = v.issues;
+        // In file order, so a long report reads top to bottom like the file.
+        issues.sort_by_key(|i| (i.env_var.is_none(), i.line.unwrap_or(0)));
+        Err(ConfigError::Invalid {
+            path: path.to_path_buf(),
+            issues,
+        })
+    }
+
+    /// Total number of keywords and exclusions across departments.
+    pub fn keyword_count(&self) -> usize {
+        self.departments
+            .iter()
+            .map(|d| d.keywords.len() + d.exclude.len())
+            .sum()
+    }
+
+    pub fn source(&self, id: &str) -> Option<&Source> {
+        self.sources.iter().find(|s| s.id == id)
+    }
+}
+
+struct Validator {
+    file: PathBuf,
+    locator: Locator,
+    env: HashSet<String>,
+    issues: Vec<Issue>,
+    warnings: Vec<String>,
+}
+
+/// Where a problem is: the key path and, for array elements, the element's id as a label.
+struct At<'a> {
+    path: KeyPath,
+    label: Option<&'a str>,
+}
+
+impl Validator {
+    fn issue(&mut self, at: &At<'_>, key: Option<&str>, message: impl Into<String>) {
+        let path = match key {
+            Some(k) => at.path.key(k),
+            None => at.path.clone(),
+        };
+        let env_var = path.env_var().filter(|v| self.env.contains(v));
+        let line = self.locator.line_of(&path);
+        self.issues.push(Issue {
+            file: self.file.clone(),
+            line,
+            env_var,
+            location: describe(&at.path, at.label, key),
+            message: message.into(),
+        });
+    }
+
+    fn duration(&mut self, at: &At<'_>, key: &str, value: Option<&str>) -> Option<Duration> {
+        let s = value?;
+        match humantime::parse_duration(s.trim()) {
+            Ok(d) if d.is_zero() => {
+                self.issue(at, Some(key), format!("{s:?} must be longer than zero"));
+                None
+            }
+            Ok(d) => Some(d),
+            Err(_) => {
+                self.issue(
+                    at,
+                    Some(key),
+                    format!("{s:?} is not a duration (write e.g. \"90s\", \"5m\", \"2h\")"),
+                );
+                None
+            }
+        }
+    }
+
+    fn url(&mut self, at: &At<'_>, key: &str, value: Option<&str>) -> Option<Url> {
+        let s = value?;
+        match Url::parse(s.trim()) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => Some(u),
+            Ok(u) => {
+                self.issue(
+                    at,
+                    Some(key),
+                    format!("{s:?}: only http and https URLs with a host are supported (got scheme {:?})", u.scheme()),
+                );
+                None
+            }
+            Err(e) => {
+                self.issue(at, Some(key), format!("{s:?} is not a valid URL ({e})"));
+                None
+            }
+        }
+    }
+
+    fn section<T: serde::de::DeserializeOwned + Default>(
+        &mut self,
+        table: &mut config::Map<String, config::Value>,
+        name: &str,
+    ) -> T {
+        let Some(value) = table.remove(name) else {
+            return T::default();
+        };
+        let at = At {
+            path: KeyPath::root().key(name),
+            label: None,
+        };
+        match value.try_deserialize::<T>() {
+            Ok(v) => v,
+            Err(e) => {
+                let msg = clean_serde_message(&e.to_string());
+                let key = backticked(&msg);
+                self.issue(&at, key.as_deref(), msg);
+                T::default()
+            }
+        }
+    }
+
+    fn array<T: serde::de::DeserializeOwned>(
+        &mut self,
+        table: &mut config::Map<String, config::Value>,
+        name: &str,
+    ) -> Vec<(usize, Option<T>)> {
+        let Some(value) = table.remove(name) else {
+            return Vec::new();
+        };
+        let at = At {
+            path: KeyPath::root().key(name),
+            label: None,
+        };
+        let elements = match value.into_array() {
+            Ok(a) => a,
+            Err(_) => {
+                self.issue(
+                    &at,
+                    None,
+                    format!("must be an array of tables: write [[{name}]] sections"),
+                );
+                return Vec::new();
+            }
+        };
+        elements
+            .into_iter()
+            .enumerate()
+            .map(|(i, el)| {
+                let id = el
+                    .clone()
+                    .into_table()
+                    .ok()
+                    .and_then(|t| t.get("id").and_then(|v| v.clone().into_string().ok()));
+                match el.try_deserialize::<T>() {
+                    Ok(v) => (i, Some(v)),
+                    Err(e) => {
+                        let msg = clean_serde_message(&e.to_string());
+                        let key = backticked(&msg);
+                        let at = At {
+                            path: KeyPath::root().key(name).index(i),
+                            label: id.as_deref(),
+                        };
+                        self.issue(&at, key.as_deref(), msg);
+                        (i, None)
+                    }
+                }
+            })
+            .collect()
+    }
+
+    fn validate(&mut self, merged: config::Config) -> Option<Config> {
+        let mut top: config::Map<String, config::Value> = match merged.try_deserialize() {
+            Ok(t) => t,
+            Err(e) => {
+                let at = At {
+                    path: KeyPath::root(),
+                    label: None,
+                };
+                self.issue(&at, None, e.to_string());
+                return None;
+            }
+        };
+        let daemon: RawDaemon = self.section(&mut top, "daemon");
+        let defaults: RawDefaults = self.section(&mut top, "defaults");
+        let webhook: RawWebhook = self.section(&mut top, "webhook");
+        let sources: Vec<(usize, Option<RawSource>)> = self.array(&mut top, "source");
+        let departments: Vec<(usize, Option<RawDepartment>)> = self.array(&mut top, "department");
+        let mut unknown: Vec<String> = top.keys().cloned().collect();
+        unknown.sort();
+        for key in unknown {
+            let at = At {
+                path: KeyPath::root(),
+                label: None,
+            };
+            self.issue(
+                &at,
+                Some(&key),
+                "unknown section (expected daemon, defaults, source, department, webhook)",
+            );
+        }
+
+        let daemon = self.daemon(daemon);
+        let (client, base) = self.defaults(&defaults);
+        let webhook = self.webhook(webhook);
+        let sources = self.sources(sources, &base);
+        let departments = self.departments(departments, &webhook);
+        if sources.is_empty() && self.issues.is_empty() {
+            self.warnings
+                .push("no [[source]] configured: the daemon will poll nothing".into());
+        }
+        Some(Config {
+            path: PathBuf::new(),
+            daemon: daemon?,
+            client: client?,
+            sources,
+            departments,
+            webhook: webhook?,
+            warnings: Vec::new(),
+        })
+    }
+
+    fn daemon(&mut self, raw: RawDaemon) -> Option<DaemonSettings> {
+        let at = At {
+            path: KeyPath::root().key("daemon"),
+            label: None,
+        };
+        let listen_s = raw.listen.as_deref().unwrap_or("127.0.0.1:9600");
+        let listen = match listen_s.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.issue(
+                    &at,
+                    Some("listen"),
+                    format!("{listen_s:?} is not an address:port such as \"127.0.0.1:9600\""),
+                );
+                None
+            }
+        };
+        if let Some(addr) = listen {
+            if !addr.ip().is_loopback() && raw.api_token_env.is_none() {
+                self.issue(
+                    &at,
+                    Some("listen"),
+                    format!("{addr} is not loopback: set daemon.api_token_env so the API requires a token"),
+                );
+            }
+        }
+        let tz_s = raw.timezone.as_deref().unwrap_or("Asia/Shanghai");
+        let timezone = match tz_s.parse::<Tz>() {
+            Ok(tz) => Some(tz),
+            Err(_) => {
+                self.issue(
+                    &at,
+                    Some("timezone"),
+                    format!("{tz_s:?} is not an IANA time zone such as \"Asia/Shanghai\""),
+                );
+                None
+            }
+        };
+        let retention = self
+            .duration(&at, "retention", raw.retention.as_deref())
+            .unwrap_or(Duration::from_secs(90 * 86_400));
+        let shutdown_grace = self
+            .duration(&at, "shutdown_grace", raw.shutdown_grace.as_deref())
+            .unwrap_or(Duration::from_secs(10));
+        let max_concurrent_fetches = self.positive(
+            &at,
+            "max_concurrent_fetches",
+            raw.max_concurrent_fetches,
+            16,
+        );
+        let cache_mb = self.positive(&at, "cache_capacity_mb", raw.cache_capacity_mb, 64);
+        let data_dir = raw.data_dir.unwrap_or_else(|| "data".into());
+        if data_dir.trim().is_empty() {
+            self.issue(&at, Some("data_dir"), "must not be empty");
+        }
+        Some(DaemonSettings {
+            data_dir: PathBuf::from(data_dir),
+            listen: listen?,
+            timezone: timezone?,
+            retention,
+            max_concurrent_fetches,
+            cache_capacity_bytes: cache_mb as u64 * 1024 * 1024,
+            shutdown_grace,
+            api_token_env: raw.api_token_env,
+        })
+    }
+
+    fn positive(&mut self, at: &At<'_>, key: &str, value: Option<i64>, default: usize) -> usize {
+        match value {
+            None => default,
+            Some(n) if n >= 1 => usize::try_from(n).unwrap_or(default),
+            Some(n) => {
+                self.issue(at, Some(key), format!("{n} must be at least 1"));
+                default
+            }
+        }
+    }
+
+    fn defaults(&mut self, raw: &RawDefaults) -> (Option<ClientSettings>, Option<SourceBase>) {
+        let at = At {
+            path: KeyPath::root().key("defaults"),
+            label: None,
+        };
+        let connect_timeout = self
+            .duration(&at, "connect_timeout", raw.connect_timeout.as_deref())
+            .unwrap_or(Duration::from_secs(10));
+        let max_redirects = match raw.max_redirects {
+            None => 5,
+            Some(n) if (0..=20).contains(&n) => n as usize,
+            Some(n) => {
+                self.issue(
+                    &at,
+                    Some("max_redirects"),
+                    format!("{n} must be between 0 and 20"),
+                );
+                5
+            }
+        };
+        let user_agent = raw
+            .user_agent
+            .clone()
+            .unwrap_or_else(|| format!("tingfeng/{}", env!("CARGO_PKG_VERSION")));
+        let built_in = SourceBase {
+            interval: Duration::from_secs(300),
+            timeout: Duration::from_secs(20),
+            per_host: RateLimit {
+                requests: 1,
+                per: Duration::from_secs(2),
+            },
+            max_in_flight_per_host: 1,
+            user_agent: user_agent.clone(),
+            max_body: 10 * 1024 * 1024,
+            jitter: 0.1,
+            max_backoff: Duration::from_secs(6 * 3600),
+            backlog: true,
+            max_age: None,
+        };
+        let base = self.apply(&at, raw, &built_in);
+        (
+            Some(ClientSettings {
+                connect_timeout,
+                max_redirects,
+                user_agent,
+            }),
+            Some(base),
+        )
+    }
+
+    /// Layers the keys of `raw` over `base`, reporting bad values at `at`.
+    fn apply(&mut self, at: &At<'_>, raw: &RawDefaults, base: &SourceBase) -> SourceBase {
+        let mut out = base.clone();
+        if let Some(d) = self.duration(at, "interval", raw.interval.as_deref()) {
+            out.interval = d;
+        }
+        if let Some(d) = self.duration(at, "timeout", raw.timeout.as_deref()) {
+            out.timeout = d;
+        }
+        if let Some(s) = raw.per_host.as_deref() {
+            match RateLimit::parse(s) {
+                Ok(r) => out.per_host = r,
+                Err(e) => self.issue(at, Some("per_host"), e),
+            }
+        }
+        if raw.max_in_flight_per_host.is_some() {
+            out.max_in_flight_per_host =
+                self.positive(at, "max_in_flight_per_host", raw.max_in_flight_per_host, 1);
+        }
+        if let Some(ua) = &raw.user_agent {
+            if ua.trim().is_empty() || reqwest::header::HeaderValue::from_str(ua).is_err() {
+                self.issue(
+                    at,
+                    Some("user_agent"),
+                    format!("{ua:?} is not a valid header value"),
+                );
+            } else {
+                out.user_agent = ua.clone();
+            }
+        }
+        if let Some(s) = raw.max_body.as_deref() {
+            match parse_size(s) {
+                Some(n) if n > 0 => out.max_body = n,
+                _ => self.issue(
+                    at,
+                    Some("max_body"),
+                    format!("{s:?} is not a size such as \"10MiB\", \"512KiB\" or \"2000000\""),
+                ),
+            }
+        }
+        if let Some(j) = raw.jitter {
+            if (0.0..=0.5).contains(&j) {
+                out.jitter = j;
+            } else {
+                self.issue(
+                    at,
+                    Some("jitter"),
+                    format!("{j} must be between 0.0 and 0.5 (a fraction of the interval)"),
+                );
+            }
+        }
+        if let Some(d) = self.duration(at, "max_backoff", raw.max_backoff.as_deref()) {
+            out.max_backoff = d;
+        }
+        if let Some(b) = raw.backlog {
+            out.backlog = b;
+        }
+        if let Some(d) = self.duration(at, "max_age", raw.max_age.as_deref()) {
+            out.max_age = Some(d);
+        }
+        out
+    }
+
+    fn webhook(&mut self, raw: RawWebhook) -> Option<WebhookSettings> {
+        let at = At {
+            path: KeyPath::root().key("webhook"),
+            label: None,
+        };
+        let url = self.url(&at, "url", raw.url.as_deref());
+        if let Some(var) = &raw.secret_env {
+            if var.trim().is_empty() {
+                self.issue(&at, Some("secret_env"), "names no environment variable");
+            } else if std::env::var_os(var).is_none() {
+                self.warnings.push(format!(
+                    "webhook.secret_env names {var}, which is not set: alerts will be sent unsigned"
+                ));
+            }
+        }
+        let timeout = self
+            .duration(&at, "timeout", raw.timeout.as_deref())
+            .unwrap_or(Duration::from_secs(10));
+        let max_backoff = self
+            .duration(&at, "max_backoff", raw.max_backoff.as_deref())
+            .unwrap_or(Duration::from_secs(300));
+        Some(WebhookSettings {
+            url,
+            secret_env: raw.secret_env,
+            timeout,
+            max_backoff,
+        })
+    }
+
+    fn sources(
+        &mut self,
+        raws: Vec<(usize, Option<RawSource>)>,
+        base: &Option<SourceBase>,
+    ) -> Vec<Source> {
+        let mut out = Vec::new();
+        let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+        let base = base.clone().unwrap_or_else(SourceBase::fallback);
+        for (i, raw) in raws {
+            let Some(raw) = raw else { continue };
+            let at = At {
+                path: KeyPath::root().key("source").index(i),
+                label: raw.id.as_deref(),
+            };
+            let id = match raw.id.as_deref().map(str::trim) {
+                None | Some("") => {
+                    self.issue(
+                        &at,
+                        Some("id"),
+                        "is missing: every source needs a unique, stable id",
+                    );
+                    None
+                }
+                Some(id) if !valid_id(id) => {
+                    self.issue(
+                        &at,
+                        Some("id"),
+                        format!("{id:?} may hold only letters, digits, '-', '_' and '.'"),
+                    );
+                    None
+                }
+                Some(id) => {
+                    if let Some(first) = seen.insert(id.to_string(), i) {
+                        self.issue(
+                            &at,
+                            Some("id"),
+                            format!("{id:?} is already used by source[{first}]"),
+                        );
+                    }
+                    Some(id.to_string())
+                }
+            };
+            let kind = match raw.kind.as_deref() {
+                Some("feed") => Some(SourceKind::Feed),
+                Some(k @ ("html" | "json")) => {
+                    self.issue(
+                        &at,
+                        Some("kind"),
+                        format!(
+                            "{k:?} sources are not supported by this build yet (only \"feed\")"
+                        ),
+                    );
+                    None
+                }
+                Some(k) => {
+                    self.issue(
+                        &at,
+                        Some("kind"),
+                        format!(
+                            "{k:?} is not a source kind (expected \"feed\", \"html\" or \"json\")"
+                        ),
+                    );
+                    None
+                }
+                None => {
+                    self.issue(
+                        &at,
+                        Some("kind"),
+                        "is missing (expected \"feed\", \"html\" or \"json\")",
+                    );
+                    None
+                }
+            };
+            if raw.select.is_some() && kind == Some(SourceKind::Feed) {
+                self.issue(&at, Some("select"), "feed sources take no selectors");
+            }
+            let url = match raw.url.as_deref() {
+                None => {
+                    self.issue(&at, Some("url"), "is missing");
+                    None
+                }
+                s => self.url(&at, "url", s),
+            };
+            let encoding = raw.encoding.as_deref().and_then(|label| {
+                let enc = charset::lookup_label(label);
+                if enc.is_none() {
+                    self.issue(
+                        &at,
+                        Some("encoding"),
+                        format!("{label:?} is not a known character encoding label"),
+                    );
+                }
+                enc
+            });
+            let mut headers = Vec::new();
+            for (name, value) in raw.headers.iter().flatten() {
+                let ok_name = reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_ok();
+                let ok_value = reqwest::header::HeaderValue::from_str(value).is_ok();
+                if !ok_name || !ok_value {
+                    let at = At {
+                        path: at.path.key("headers"),
+                        label: at.label,
+                    };
+                    self.issue(&at, Some(name), "is not a valid HTTP header name and value");
+                } else {
+                    headers.push((name.clone(), value.clone()));
+                }
+            }
+            let settings = self.apply(&at, &raw.overrides(), &base);
+            if settings.interval < POLITE_INTERVAL {
+                self.warnings.push(format!(
+                    "source {:?}: interval {} is below {}: fine for local sources, impolite for public sites",
+                    raw.id.as_deref().unwrap_or("?"),
+                    humantime::format_duration(settings.interval),
+                    humantime::format_duration(POLITE_INTERVAL)
+                ));
+            }
+            if raw.enabled == Some(false) {
+                continue;
+            }
+            if let (Some(id), Some(kind), Some(url)) = (id, kind, url) {
+                out.push(Source {
+                    id,
+                    kind,
+                    url,
+                    name: raw.name,
+                    encoding,
+                    headers,
+                    interval: settings.interval,
+                    jitter: settings.jitter,
+                    max_backoff: settings.max_backoff,
+                    timeout: settings.timeout,
+                    per_host: settings.per_host,
+                    max_in_flight_per_host: settings.max_in_flight_per_host,
+                    user_agent: settings.user_agent,
+                    max_body: settings.max_body,
+                    backlog: settings.backlog,
+                    max_age: settings.max_age,
+                });
+            }
+        }
+        out
+    }
+
+    fn departments(
+        &mut self,
+        raws: Vec<(usize, Option<RawDepartment>)>,
+        webhook: &Option<WebhookSettings>,
+    ) -> Vec<Department> {
+        let mut out = Vec::new();
+        let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+        let default_url = webhook.as_ref().and_then(|w| w.url.clone());
+        for (i, raw) in raws {
+            let Some(raw) = raw else { continue };
+            let at = At {
+                path: KeyPath::root().key("department").index(i),
+                label: raw.id.as_deref(),
+            };
+            let id = match raw.id.as_deref().map(str::trim) {
+                None | Some("") => {
+                    self.issue(&at, Some("id"), "is missing");
+                    None
+                }
+                Some(id) if !valid_id(id) => {
+                    self.issue(
+                        &at,
+                        Some("id"),
+                        format!("{id:?} may hold only letters, digits, '-', '_' and '.'"),
+                    );
+                    None
+                }
+                Some(id) => {
+                    if let Some(first) = seen.insert(id.to_string(), i) {
+                        self.issue(
+                            &at,
+                            Some("id"),
+                            format!("{id:?} is already used by department[{first}]"),
+                        );
+                    }
+                    Some(id.to_string())
+                }
+            };
+            let name = raw.name.clone().filter(|n| !n.trim().is_empty());
+            if name.is_none() {
+                self.issue(
+                    &at,
+                    Some("name"),
+                    "is missing: the alert shows it to people",
+                );
+            }
+            if !raw.rules.is_empty() {
+                self.issue(
+                    &at,
+                    Some("rules"),
+                    "rule expressions are not supported by this build yet: use keywords and exclude",
+                );
+            }
+            let keywords = self.keyword_list(&at, "keywords", &raw.keywords);
+            let exclude = self.keyword_list(&at, "exclude", &raw.exclude);
+            if keywords.is_empty() && raw.keywords.is_empty() {
+                self.issue(
+                    &at,
+                    Some("keywords"),
+                    "is empty: a department needs at least one keyword",
+                );
+            }
+            let webhook = match raw.webhook.as_deref() {
+                Some(s) => self.url(&at, "webhook", Some(s)),
+                None => {
+                    if default_url.is_none() && webhook.is_some() {
+                        self.issue(
+                            &at,
+                            Some("webhook"),
+                            "is not set and there is no [webhook] url to fall back on",
+                        );
+                    }
+                    default_url.clone()
+                }
+            };
+            if let (Some(id), Some(name), Some(webhook)) = (id, name, webhook) {
+                out.push(Department {
+                    id,
+                    name,
+                    keywords,
+                    exclude,
+                    webhook,
+                });
+            }
+        }
+        out
+    }
+
+    fn keyword_list(&mut self, at: &At<'_>, key: &str, list: &[String]) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut seen = HashSet::new();
+        for (i, k) in list.iter().enumerate() {
+            let trimmed = k.trim();
+            if trimmed.is_empty() || crate::text::normalize_for_match(trimmed).is_empty() {
+                let at = At {
+                    path: at.path.key(key).index(i),
+                    label: at.label,
+                };
+                self.issue(
+                    &at,
+                    None,
+                    format!("{key}[{i}] is empty or only punctuation"),
+                );
+                continue;
+            }
+            if seen.insert(crate::text::normalize_for_match(trimmed)) {
+                out.push(trimmed.to_string());
+            }
+        }
+        out
+    }
+}
+
+/// The resolved per-source settings before a source's own overrides.
+#[derive(Debug, Clone)]
+struct SourceBase {
+    interval: Duration,
+    timeout: Duration,
+    per_host: RateLimit,
+    max_in_flight_per_host: usize,
+    user_agent: String,
+    max_body: u64,
+    jitter: f64,
+    max_backoff: Duration,
+    backlog: bool,
+    max_age: Option<Duration>,
+}
+
+impl SourceBase {
+    fn fallback() -> Self {
+        SourceBase {
+            interval: Duration::from_secs(300),
+            timeout: Duration::from_secs(20),
+            per_host: RateLimit {
+                requests: 1,
+                per: Duration::from_secs(2),
+            },
+            max_in_flight_per_host: 1,
+            user_agent: format!("tingfeng/{}", env!("CARGO_PKG_VERSION")),
+            max_body: 10 * 1024 * 1024,
+            jitter: 0.1,
+            max_backoff: Duration::from_secs(6 * 3600),
+            backlog: true,
+            max_age: None,
+        }
+    }
+}
+
+fn valid_id(id: &str) -> bool {
+    id.chars()
+        .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// `source[3] "city-forum": interval`
+fn describe(path: &KeyPath, label: Option<&str>, key: Option<&str>) -> String {
+    let mut s = path.to_string();
+    if let Some(l) = label {
+        s.push_str(&format!(" {l:?}"));
+    }
+    if let Some(k) = key {
+        if s.is_empty() {
+            s.push_str(k);
+        } else {
+            s.push_str(": ");
+            s.push_str(k);
+        }
+    }
+    s
+}
+
+/// The first `name` in a serde message such as "unknown field `intervall`, expected …".
+fn backticked(msg: &str) -> Option<String> {
+    let start = msg.find('`')? + 1;
+    let len = msg[start..].find('`')?;
+    let name = &msg[start..start + len];
+    (!name.is_empty() && !name.contains(' ')).then(|| name.to_string())
+}
+
+/// config's messages append " for key `…`" with its own flattened key, which would name the
+/// wrong place next to ours.
+fn clean_serde_message(msg: &str) -> String {
+    match msg.find(" for key `") {
+        Some(pos) => msg[..pos].to_string(),
+        None => msg.to_string(),
+    }
+}
+
+/// "10MiB", "512 KiB", "1MB", "2000000".
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1000,
+        "kib" | "k" => 1024,
+        "mb" => 1000 * 1000,
+        "mib" | "m" => 1024 * 1024,
+        "gb" => 1000 * 1000 * 1000,
+        "gib" | "g" => 1024 * 1024 * 1024,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        Config::from_parts(Path::new("sources.toml"), text, &[])
+    }
+
+    const GOOD: &str = r#"
+[daemon]
+data_dir = "data"
+
+[defaults]
+interval = "5m"
+per_host = "1/2s"
+
+[[source]]
+id = "gov-news"
+kind = "feed"
+url = "https://www.example.gov.cn/rss.xml"
+interval = "2m"
+
+[[department]]
+id = "urban"
+name = "城市管理局"
+keywords = ["城管", "占道经营"]
+exclude = ["演习"]
+
+[webhook]
+url = "http://127.0.0.1:9700/alerts"
+"#;
+
+    #[test]
+    fn good_config_loads() {
+        let cfg = load(GOOD).unwrap();
+        assert_eq!(cfg.sources.len(), 1);
+        assert_eq!(cfg.sources[0].interval, Duration::from_secs(120));
+        assert_eq!(cfg.sources[0].per_host.spacing(), Duration::from_secs(2));
+        assert_eq!(
+            cfg.departments[0].webhook.as_str(),
+            "http://127.0.0.1:9700/alerts"
+        );
+        assert_eq!(cfg.keyword_count(), 3);
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_line_and_key() {
+        let bad = GOOD
+            .replace("interval = \"2m\"", "interval = \"5 minuets\"")
+            .replace("per_host = \"1/2s\"", "per_host = \"fast\"")
+            .replace(
+                "exclude = [\"演习\"]",
+                "exclude = [\"演习\"]\nkeywrods = [\"x\"]",
+            );
+        let err = load(&bad).unwrap_err();
+        let ConfigError::Invalid { issues, .. } = &err else {
+            panic!("expected Invalid, got {err}");
+        };
+        let text = err.to_string();
+        assert!(
+            text.contains("sources.toml:13: source[0] \"gov-news\": interval: \"5 minuets\" is not a duration"),
+            "{text}"
+        );
+        assert!(
+            text.contains("sources.toml:7: defaults: per_host"),
+            "{text}"
+        );
+        assert!(text.contains("keywrods"), "{text}");
+        assert_eq!(issues.len(), 3, "{text}");
+    }
+
+    #[test]
+    fn duplicate_ids_and_missing_webhook() {
+        let text = r#"
+[[source]]
+id = "a"
+kind = "feed"
+url = "https://a.example/feed"
+[[source]]
+id = "a"
+kind = "feed"
+url = "not a url"
+[[department]]
+id = "d"
+name = "D"
+keywords = []
+"#;
+        let err = load(text).unwrap_err().to_string();
+        assert!(err.contains("\"a\" is already used by source[0]"), "{err}");
+        assert!(
+            err.contains("sources.toml:9: source[1] \"a\": url"),
+            "{err}"
+        );
+        assert!(err.contains("keywords: is empty"), "{err}");
+    }
+
+    #[test]
+    fn env_override_is_applied_and_named() {
+        let env = vec![(
+            "TINGFENG__DAEMON__LISTEN".to_string(),
+            "nonsense".to_string(),
+        )];
+        let err = Config::from_parts(Path::new("sources.toml"), GOOD, &env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("TINGFENG__DAEMON__LISTEN (environment)"),
+            "{err}"
+        );
+        let env = vec![(
+            "TINGFENG__DAEMON__DATA_DIR".to_string(),
+            "/tmp/x".to_string(),
+        )];
+        let cfg = Config::from_parts(Path::new("sources.toml"), GOOD, &env).unwrap();
+        assert_eq!(cfg.daemon.data_dir, PathBuf::from("/tmp/x"));
+    }
+
+    #[test]
+    fn rates_and_sizes() {
+        assert_eq!(
+            RateLimit::parse("1/2s").unwrap().spacing(),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            RateLimit::parse("10/m").unwrap().spacing(),
+            Duration::from_secs(6)
+        );
+        assert!(RateLimit::parse("0/1s").is_err());
+        assert!(RateLimit::parse("fast").is_err());
+        assert_eq!(parse_size("10MiB"), Some(10 * 1024 * 1024));
+        assert_eq!(parse_size("512 KiB"), Some(512 * 1024));
+        assert_eq!(parse_size("lots"), None);
+    }
+}

@@ -1,0 +1,108 @@
+//! The configuration exactly as users write it: serde structs with every unknown key rejected.
+//!
+//! Durations, rate limits and URLs stay strings here so that `validate` can report each bad
+//! value with its key path instead of stopping at serde's first error.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDaemon {
+    pub data_dir: Option<String>,
+    pub listen: Option<String>,
+    pub timezone: Option<String>,
+    pub retention: Option<String>,
+    pub max_concurrent_fetches: Option<i64>,
+    pub cache_capacity_mb: Option<i64>,
+    pub shutdown_grace: Option<String>,
+    pub api_token_env: Option<String>,
+}
+
+/// `[defaults]`. All but `connect_timeout` and `max_redirects` (which belong to the one shared
+/// HTTP client) may be overridden per source.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDefaults {
+    pub interval: Option<String>,
+    pub timeout: Option<String>,
+    pub connect_timeout: Option<String>,
+    pub per_host: Option<String>,
+    pub max_in_flight_per_host: Option<i64>,
+    pub user_agent: Option<String>,
+    pub max_body: Option<String>,
+    pub max_redirects: Option<i64>,
+    pub jitter: Option<f64>,
+    pub max_backoff: Option<String>,
+    pub backlog: Option<bool>,
+    pub max_age: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSource {
+    pub id: Option<String>,
+    pub kind: Option<String>,
+    pub url: Option<String>,
+    pub name: Option<String>,
+    pub enabled: Option<bool>,
+    pub encoding: Option<String>,
+    pub headers: Option<BTreeMap<String, String>>,
+    // Per-source overrides of [defaults]; kept in step with RawDefaults by `overrides()`.
+    pub interval: Option<String>,
+    pub timeout: Option<String>,
+    pub per_host: Option<String>,
+    pub max_in_flight_per_host: Option<i64>,
+    pub user_agent: Option<String>,
+    pub max_body: Option<String>,
+    pub jitter: Option<f64>,
+    pub max_backoff: Option<String>,
+    pub backlog: Option<bool>,
+    pub max_age: Option<String>,
+    /// Selectors of html/json sources; accepted so such a config gets the "not supported by
+    /// this build" error instead of an unknown-key error.
+    pub select: Option<BTreeMap<String, serde_json::Value>>,
+}
+
+impl RawSource {
+    /// The source's own values for the keys `[defaults]` also has.
+    pub fn overrides(&self) -> RawDefaults {
+        RawDefaults {
+            interval: self.interval.clone(),
+            timeout: self.timeout.clone(),
+            connect_timeout: None,
+            per_host: self.per_host.clone(),
+            max_in_flight_per_host: self.max_in_flight_per_host,
+            user_agent: self.user_agent.clone(),
+            max_body: self.max_body.clone(),
+            max_redirects: None,
+            jitter: self.jitter,
+            max_backoff: self.max_backoff.clone(),
+            backlog: self.backlog,
+            max_age: self.max_age.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDepartment {
+    pub id: Option<String>,
+    pub name: Option<String>,
+    #[serde(default)]
+    pub keywords: Vec<String>,
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    #[serde(default)]
+    pub rules: Vec<String>,
+    pub webhook: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebhook {
+    pub url: Option<String>,
+    pub secret_env: Option<String>,
+    pub timeout: Option<String>,
+    pub max_backoff: Option<String>,
+}

@@ -1,0 +1,323 @@
+//! Owns when each source is polled: one task per source, intervals with jitter measured from
+//! the end of the previous poll (so a stall never turns into a burst), exponential backoff
+//! on failure, Retry-After, restart spreading, and the source's health record in the store.
+
+use crate::config::{Config, Source, SourceKind};
+use crate::fetch::{Conditional, FetchError, FetchOutcome, Fetcher};
+use crate::ingest::{ingest, IngestReport};
+use crate::item::build_items;
+use crate::rules::Matcher;
+use crate::shutdown::Shutdown;
+use crate::source::{feed, ExtractError, Extracted};
+use crate::store::{SourceState, Store, StoreError};
+use crate::webhook::Delivery;
+use chrono::{DateTime, Utc};
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::{debug, info, warn};
+
+/// Never-polled sources start within this window, so a fresh daemon shows results quickly
+/// without firing every source at the same instant.
+const FIRST_POLL_SPREAD: Duration = Duration::from_secs(10);
+
+/// Everything a poll needs, shared by all source tasks.
+pub struct Engine {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub fetcher: Arc<Fetcher>,
+    pub matcher: Arc<Matcher>,
+    pub delivery: Arc<Delivery>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PollError {
+    #[error("fetch failed: {0}")]
+    Fetch(#[from] FetchError),
+    #[error("cannot extract items: {0}")]
+    Extract(#[from] ExtractError),
+    #[error("store failed: {0}")]
+    Store(#[from] StoreError),
+    #[error("worker task failed: {0}")]
+    Task(String),
+}
+
+#[derive(Debug)]
+pub enum PollSummary {
+    NotModified,
+    Fetched {
+        items: usize,
+        report: IngestReport,
+        encoding: &'static str,
+    },
+}
+
+/// Decodes and parses a fetched document into items (no I/O).
+pub fn extract_items(
+    source: &Source,
+    body: &[u8],
+    content_type: Option<&str>,
+    config: &Config,
+    now: DateTime<Utc>,
+) -> Result<(Extracted, Vec<crate::item::Item>), ExtractError> {
+    match source.kind {
+        SourceKind::Feed => {
+            let ctx = feed::FeedContext {
+                content_type,
+                base_url: Some(source.url.as_str()),
+                encoding_override: source.encoding,
+                timezone: config.daemon.timezone,
+                now,
+            };
+            let extracted = feed::extract(body, &ctx)?;
+            let items = build_items(&source.id, extracted.entries.clone(), now);
+            Ok((extracted, items))
+        }
+    }
+}
+
+/// One poll of one source: fetch, extract, store, queue alerts, wake delivery.
+pub async fn poll(
+    engine: &Engine,
+    source: &Source,
+    state: &mut SourceState,
+) -> Result<PollSummary, PollError> {
+    let cond = Conditional {
+        etag: state.etag.clone(),
+        last_modified: state.last_modified.clone(),
+    };
+    let fetched = match engine.fetcher.fetch(source, &cond).await? {
+        FetchOutcome::NotModified => return Ok(PollSummary::NotModified),
+        FetchOutcome::Body(f) => f,
+    };
+    let alerting = source.backlog || state.first_poll_done;
+    let store = engine.store.clone();
+    let matcher = engine.matcher.clone();
+    let config = engine.config.clone();
+    let src = source.clone();
+    let content_type = fetched.content_type.clone();
+    let body = fetched.body;
+    let (report, items, encoding) = tokio::task::spawn_blocking(move || {
+        let now = Utc::now();
+        let (extracted, items) = extract_items(&src, &body, content_type.as_deref(), &config, now)?;
+        let report = ingest(
+            &store,
+            &matcher,
+            &config.departments,
+            &src,
+            &items,
+            alerting,
+            now,
+        )?;
+        // Durable before any delivery attempt: an alert, once raised, survives a crash.
+        if report.new > 0 || report.duplicates > 0 {
+            store.flush()?;
+        }
+        Ok::<_, PollError>((report, items.len(), extracted.encoding))
+    })
+    .await
+    .map_err(|e| PollError::Task(e.to_string()))??;
+    state.etag = fetched.etag;
+    state.last_modified = fetched.last_modified;
+    for (_, url) in &report.queued {
+        engine.delivery.notify(url);
+    }
+    Ok(PollSummary::Fetched {
+        items,
+        report,
+        encoding,
+    })
+}
+
+/// `d` scaled by a random factor in [1 - jitter, 1 + jitter].
+fn jittered(d: Duration, jitter: f64) -> Duration {
+    let f = 1.0 + jitter * (fastrand::f64() * 2.0 - 1.0);
+    d.mul_f64(f.max(0.0))
+}
+
+/// Delay after a failed poll: interval × 2^(failures-1), capped; Retry-After wins if longer.
+pub fn failure_delay(source: &Source, failures: u32, retry_after: Option<Duration>) -> Duration {
+    let factor = 1u32 << failures.saturating_sub(1).min(16);
+    let exp = source
+        .interval
+        .checked_mul(factor)
+        .unwrap_or(source.max_backoff)
+        .min(source.max_backoff.max(source.interval));
+    let d = jittered(exp, source.jitter);
+    match retry_after {
+        Some(ra) => d.max(ra),
+        None => d,
+    }
+}
+
+/// How long to wait before the first poll after (re)start.
+pub fn initial_delay(source: &Source, state: &SourceState, now: DateTime<Utc>) -> Duration {
+    if let Some(next) = state.next_poll {
+        if let Ok(wait) = (next - now).to_std() {
+            // A shortened interval in the config takes effect now, not after the old wait.
+            return wait.min(jittered(source.interval, source.jitter));
+        }
+    }
+    let window = if state.last_poll.is_some() {
+        // Overdue after a restart: spread over the interval rather than all at once.
+        source.interval
+    } else {
+        source.interval.min(FIRST_POLL_SPREAD)
+    };
+    window.mul_f64(fastrand::f64())
+}
+
+/// The life of one source: wait, poll, record health, repeat until shutdown.
+pub async fn run_source(engine: Arc<Engine>, source: Source, mut shutdown: Shutdown) {
+    let load = {
+        let store = engine.store.clone();
+        let id = source.id.clone();
+        tokio::task::spawn_blocking(move || store.source_state(&id)).await
+    };
+    let mut state = match load {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            warn!(source = %source.id, error = %e, "source state unreadable; starting fresh");
+            SourceState::default()
+        }
+        Err(e) => {
+            warn!(source = %source.id, error = %e, "source state task failed; starting fresh");
+            SourceState::default()
+        }
+    };
+    let first = initial_delay(&source, &state, Utc::now());
+    debug!(source = %source.id, delay_ms = first.as_millis() as u64, "first poll scheduled");
+    if !shutdown.sleep(first).await {
+        return;
+    }
+    loop {
+        let started = Utc::now();
+        let result = poll(&engine, &source, &mut state).await;
+        let now = Utc::now();
+        state.last_poll = Some(started);
+        let delay = match result {
+            Ok(summary) => {
+                if state.consecutive_failures > 0 {
+                    info!(source = %source.id, url = %source.url, after_failures = state.consecutive_failures, "source recovered");
+                }
+                state.consecutive_failures = 0;
+                state.last_success = Some(now);
+                state.first_poll_done = true;
+                match summary {
+                    PollSummary::NotModified => {
+                        state.last_status = Some(304);
+                        debug!(source = %source.id, "not modified");
+                    }
+                    PollSummary::Fetched {
+                        items,
+                        report,
+                        encoding,
+                    } => {
+                        state.last_status = Some(200);
+                        state.items_new += report.new as u64;
+                        state.items_total_seen += items as u64;
+                        info!(source = %source.id, items, new = report.new, known = report.known, duplicates = report.duplicates, too_old = report.too_old, alerts = report.queued.len(), encoding, "polled");
+                    }
+                }
+                jittered(source.interval, source.jitter)
+            }
+            Err(e) => {
+                state.consecutive_failures = state.consecutive_failures.saturating_add(1);
+                state.last_error = Some(e.to_string());
+                state.last_error_at = Some(now);
+                let retry_after = match &e {
+                    PollError::Fetch(f) => {
+                        if let FetchError::Status { status, .. } = f {
+                            state.last_status = Some(*status);
+                        }
+                        f.retry_after()
+                    }
+                    _ => None,
+                };
+                let delay = failure_delay(&source, state.consecutive_failures, retry_after);
+                warn!(source = %source.id, url = %source.url, error = %e, failures = state.consecutive_failures, retry_in = %humantime::format_duration(Duration::from_secs(delay.as_secs())), "poll failed");
+                delay
+            }
+        };
+        state.next_poll =
+            Some(now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX));
+        let store = engine.store.clone();
+        let id = source.id.clone();
+        let snapshot = state.clone();
+        match tokio::task::spawn_blocking(move || store.put_source_state(&id, &snapshot)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!(source = %source.id, error = %e, "cannot save source state"),
+            Err(e) => warn!(source = %source.id, error = %e, "source state task failed"),
+        }
+        if !shutdown.sleep(delay).await {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RateLimit;
+
+    fn source(interval: u64) -> Source {
+        Source {
+            id: "s".into(),
+            kind: SourceKind::Feed,
+            url: url::Url::parse("https://a.cn/feed").unwrap(),
+            name: None,
+            encoding: None,
+            headers: vec![],
+            interval: Duration::from_secs(interval),
+            jitter: 0.0,
+            max_backoff: Duration::from_secs(3600),
+            timeout: Duration::from_secs(5),
+            per_host: RateLimit {
+                requests: 1,
+                per: Duration::from_secs(1),
+            },
+            max_in_flight_per_host: 1,
+            user_agent: "t".into(),
+            max_body: 1000,
+            backlog: true,
+            max_age: None,
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_caps_and_honours_retry_after() {
+        let s = source(60);
+        assert_eq!(failure_delay(&s, 1, None), Duration::from_secs(60));
+        assert_eq!(failure_delay(&s, 3, None), Duration::from_secs(240));
+        assert_eq!(failure_delay(&s, 40, None), Duration::from_secs(3600));
+        assert_eq!(
+            failure_delay(&s, 1, Some(Duration::from_secs(600))),
+            Duration::from_secs(600)
+        );
+    }
+
+    #[test]
+    fn restart_spreads_overdue_polls_over_the_interval() {
+        let s = source(300);
+        let now = Utc::now();
+        let overdue = SourceState {
+            last_poll: Some(now - chrono::Duration::hours(1)),
+            next_poll: Some(now - chrono::Duration::minutes(55)),
+            ..Default::default()
+        };
+        let delays: Vec<Duration> = (0..200).map(|_| initial_delay(&s, &overdue, now)).collect();
+        assert!(delays.iter().all(|d| *d <= Duration::from_secs(300)));
+        assert!(
+            delays.iter().any(|d| *d > Duration::from_secs(150)),
+            "spread, not all at once"
+        );
+        let fresh = SourceState::default();
+        assert!(initial_delay(&s, &fresh, now) <= FIRST_POLL_SPREAD);
+        let scheduled = SourceState {
+            next_poll: Some(now + chrono::Duration::seconds(100)),
+            last_poll: Some(now),
+            ..Default::default()
+        };
+        let d = initial_delay(&s, &scheduled, now);
+        assert!(d <= Duration::from_secs(100) && d >= Duration::from_secs(99));
+    }
+}

@@ -1,0 +1,665 @@
+//! Owns the embedded store (sled) behind a small interface of domain operations, so the rest of
+//! the daemon never sees sled types and the engine can be swapped later.
+//!
+//! # Trees and key layouts
+//!
+//! | tree      | key                                  | value                                  |
+//! |-----------|--------------------------------------|----------------------------------------|
+//! | `items`   | item id (32 hex chars)               | [`Item`] as JSON                        |
+//! | `seen`    | item id                              | [`SeenRecord`] as JSON: first/last seen, `duplicate_of` |
+//! | `urls`    | canonical URL                        | item id of the first item with that URL |
+//! | `hashes`  | content hash (32 hex)                | item id of the first item with that text |
+//! | `alerts`  | alert id (32 hex)                    | the alert's webhook body (JSON text)    |
+//! | `outbox`  | destination (8 bytes) ++ seq (u64 BE) | [`OutboxEntry`] as JSON                 |
+//! | `dead`    | seq (u64 BE)                         | [`DeadLetter`] as JSON                  |
+//! | `sources` | source id                            | [`SourceState`] as JSON                 |
+//! | `meta`    | name                                 | e.g. `schema` → `1`                     |
+//!
+//! An item, its identity, its index entries, its alerts and their outbox entries are written in
+//! one transaction; [`Store::flush`] makes them durable before any delivery is attempted.
+//! `seen` outlives `items`: retention drops an item's body after `daemon.retention`, but its
+//! identity stays while the source still lists it, so it is never alerted again.
+//!
+//! All methods block: callers on the async runtime use `spawn_blocking`.
+
+use crate::item::Item;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::Transactional;
+use std::path::Path;
+
+const SCHEMA_VERSION: &str = "1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the store at {path}: {source}")]
+    Open { path: String, source: sled::Error },
+    #[error("store I/O failed: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("store record {tree}/{key} is unreadable: {message}")]
+    Corrupt {
+        tree: &'static str,
+        key: String,
+        message: String,
+    },
+    #[error("store at {path} has schema {found}, this build understands {expected}")]
+    Schema {
+        path: String,
+        found: String,
+        expected: &'static str,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SeenRecord {
+    pub first_seen: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+    /// The item first seen with the same canonical URL or text on another source.
+    pub duplicate_of: Option<String>,
+}
+
+/// What the scheduler remembers about a source between polls and restarts.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct SourceState {
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+    pub last_poll: Option<DateTime<Utc>>,
+    pub last_success: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<DateTime<Utc>>,
+    pub consecutive_failures: u32,
+    pub next_poll: Option<DateTime<Utc>>,
+    pub last_status: Option<u16>,
+    /// Whether a poll has ever completed: decides `backlog = false` handling.
+    pub first_poll_done: bool,
+    pub items_new: u64,
+    pub items_total_seen: u64,
+}
+
+/// An alert waiting for its webhook to acknowledge it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct OutboxEntry {
+    pub alert_id: String,
+    pub department: String,
+    pub url: String,
+    /// The exact body sent on every attempt.
+    pub body: String,
+    pub created: DateTime<Utc>,
+    pub attempts: u32,
+    pub next_attempt: DateTime<Utc>,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DeadLetter {
+    pub entry: OutboxEntry,
+    pub reason: String,
+    pub at: DateTime<Utc>,
+}
+
+/// Handle to an outbox entry (its key), valid until acknowledged or moved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxKey(Vec<u8>);
+
+/// Destination prefix of the outbox key: one ordered queue per webhook URL.
+pub type Destination = [u8; 8];
+
+pub fn destination_of(url: &str) -> Destination {
+    let d = Sha256::digest(url.as_bytes());
+    let mut out = [0u8; 8];
+    out.copy_from_slice(&d[..8]);
+    out
+}
+
+/// An alert raised for a new item, ready to be written with it.
+#[derive(Debug, Clone)]
+pub struct NewAlert {
+    pub id: String,
+    pub department: String,
+    pub url: String,
+    pub body: String,
+}
+
+/// What [`Store::commit_item`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Committed {
+    /// Alerts newly queued (an alert id already in the store is never queued again).
+    pub queued: Vec<String>,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    items: sled::Tree,
+    seen: sled::Tree,
+    urls: sled::Tree,
+    hashes: sled::Tree,
+    alerts: sled::Tree,
+    outbox: sled::Tree,
+    dead: sled::Tree,
+    sources: sled::Tree,
+}
+
+fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
+    // Serialising our own plain structs cannot fail (no maps with non-string keys).
+    serde_json::to_vec(v).unwrap_or_default()
+}
+
+fn from_json<T: for<'de> Deserialize<'de>>(
+    tree: &'static str,
+    key: &[u8],
+    bytes: &[u8],
+) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        tree,
+        key: String::from_utf8_lossy(key).into_owned(),
+        message: e.to_string(),
+    })
+}
+
+impl Store {
+    pub fn open(path: &Path, cache_capacity_bytes: u64) -> Result<Store, StoreError> {
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(cache_capacity_bytes)
+            .open()
+            .map_err(|source| StoreError::Open {
+                path: path.display().to_string(),
+                source,
+            })?;
+        let meta = db.open_tree("meta")?;
+        match meta.get("schema")? {
+            None => {
+                meta.insert("schema", SCHEMA_VERSION)?;
+            }
+            Some(v) if v.as_ref() == SCHEMA_VERSION.as_bytes() => {}
+            Some(v) => {
+                return Err(StoreError::Schema {
+                    path: path.display().to_string(),
+                    found: String::from_utf8_lossy(&v).into_owned(),
+                    expected: SCHEMA_VERSION,
+                })
+            }
+        }
+        Ok(Store {
+            items: db.open_tree("items")?,
+            seen: db.open_tree("seen")?,
+            urls: db.open_tree("urls")?,
+            hashes: db.open_tree("hashes")?,
+            alerts: db.open_tree("alerts")?,
+            outbox: db.open_tree("outbox")?,
+            dead: db.open_tree("dead")?,
+            sources: db.open_tree("sources")?,
+            db,
+        })
+    }
+
+    /// Makes everything written so far durable.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    pub fn seen(&self, item_id: &str) -> Result<Option<SeenRecord>, StoreError> {
+        match self.seen.get(item_id)? {
+            Some(v) => Ok(Some(from_json("seen", item_id.as_bytes(), &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Records that known items are still listed by their source (keeps their identity alive).
+    pub fn touch_seen(&self, item_ids: &[&str], now: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for id in item_ids {
+            if let Some(v) = self.seen.get(id)? {
+                let mut rec: SeenRecord = from_json("seen", id.as_bytes(), &v)?;
+                rec.last_seen = now;
+                batch.insert(id.as_bytes(), to_json(&rec));
+            }
+        }
+        self.seen.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Marks an item as seen without storing it (e.g. older than `max_age`).
+    pub fn mark_seen(&self, item_id: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let rec = SeenRecord {
+            first_seen: now,
+            last_seen: now,
+            duplicate_of: None,
+        };
+        self.seen.insert(item_id, to_json(&rec))?;
+        Ok(())
+    }
+
+    pub fn item(&self, item_id: &str) -> Result<Option<Item>, StoreError> {
+        match self.items.get(item_id)? {
+            Some(v) => Ok(Some(from_json("items", item_id.as_bytes(), &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The first stored item from *another* source with the same canonical URL or text hash.
+    pub fn find_duplicate(&self, item: &Item) -> Result<Option<String>, StoreError> {
+        let candidates = [
+            item.canonical_url.as_deref().map(|u| (&self.urls, u)),
+            item.content_hash.as_deref().map(|h| (&self.hashes, h)),
+        ];
+        for (tree, key) in candidates.into_iter().flatten() {
+            if let Some(first) = tree.get(key)? {
+                let first = String::from_utf8_lossy(&first).into_owned();
+                if let Some(other) = self.item(&first)? {
+                    if other.source != item.source {
+                        return Ok(Some(first));
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Records an item seen elsewhere first: only its identity, linked to the first.
+    pub fn commit_duplicate(
+        &self,
+        item_id: &str,
+        first: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let rec = SeenRecord {
+            first_seen: now,
+            last_seen: now,
+            duplicate_of: Some(first.to_string()),
+        };
+        self.seen.insert(item_id, to_json(&rec))?;
+        Ok(())
+    }
+
+    /// Writes a new item, its identity, index entries, alerts and outbox entries atomically.
+    pub fn commit_item(
+        &self,
+        item: &Item,
+        alerts: &[NewAlert],
+        now: DateTime<Utc>,
+    ) -> Result<Committed, StoreError> {
+        let item_json = to_json(item);
+        let seen_json = to_json(&SeenRecord {
+            first_seen: now,
+            last_seen: now,
+            duplicate_of: None,
+        });
+        // Sequence numbers are taken outside the transaction (a retried transaction may leave
+        // gaps, which is harmless: only the order matters).
+        let mut prepared = Vec::with_capacity(alerts.len());
+        for a in alerts {
+            let seq = self.db.generate_id()?;
+            let mut key = destination_of(&a.url).to_vec();
+            key.extend_from_slice(&seq.to_be_bytes());
+            let entry = OutboxEntry {
+                alert_id: a.id.clone(),
+                department: a.department.clone(),
+                url: a.url.clone(),
+                body: a.body.clone(),
+                created: now,
+                attempts: 0,
+                next_attempt: now,
+                last_error: None,
+            };
+            prepared.push((a, key, to_json(&entry)));
+        }
+        let result = (
+            &self.items,
+            &self.seen,
+            &self.urls,
+            &self.hashes,
+            &self.alerts,
+            &self.outbox,
+        )
+            .transaction(|(items, seen, urls, hashes, alerts_t, outbox)| {
+                items.insert(item.id.as_bytes(), item_json.as_slice())?;
+                seen.insert(item.id.as_bytes(), seen_json.as_slice())?;
+                if let Some(u) = &item.canonical_url {
+                    if urls.get(u.as_bytes())?.is_none() {
+                        urls.insert(u.as_bytes(), item.id.as_bytes())?;
+                    }
+                }
+                if let Some(h) = &item.content_hash {
+                    if hashes.get(h.as_bytes())?.is_none() {
+                        hashes.insert(h.as_bytes(), item.id.as_bytes())?;
+                    }
+                }
+                let mut queued = Vec::new();
+                for (a, key, entry) in &prepared {
+                    if alerts_t.get(a.id.as_bytes())?.is_some() {
+                        continue;
+                    }
+                    alerts_t.insert(a.id.as_bytes(), a.body.as_bytes())?;
+                    outbox.insert(key.as_slice(), entry.as_slice())?;
+                    queued.push(a.id.clone());
+                }
+                Ok::<_, ConflictableTransactionError<()>>(queued)
+            });
+        match result {
+            Ok(queued) => Ok(Committed { queued }),
+            Err(TransactionError::Storage(e)) => Err(StoreError::Sled(e)),
+            // Our closure never aborts.
+            Err(TransactionError::Abort(())) => Ok(Committed::default()),
+        }
+    }
+
+    pub fn alert_body(&self, alert_id: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .alerts
+            .get(alert_id)?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    pub fn alert_count(&self) -> usize {
+        self.alerts.len()
+    }
+
+    pub fn item_count(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn source_state(&self, source: &str) -> Result<SourceState, StoreError> {
+        match self.sources.get(source)? {
+            Some(v) => from_json("sources", source.as_bytes(), &v),
+            None => Ok(SourceState::default()),
+        }
+    }
+
+    pub fn put_source_state(&self, source: &str, state: &SourceState) -> Result<(), StoreError> {
+        self.sources.insert(source, to_json(state))?;
+        Ok(())
+    }
+
+    /// Every destination with pending entries.
+    pub fn outbox_destinations(&self) -> Result<Vec<(Destination, String)>, StoreError> {
+        let mut out: Vec<(Destination, String)> = Vec::new();
+        let mut cursor: Option<Vec<u8>> = None;
+        loop {
+            let next = match &cursor {
+                None => self.outbox.first()?,
+                Some(after) => self.outbox.range(after.as_slice()..).next().transpose()?,
+            };
+            let Some((k, v)) = next else { break };
+            if k.len() < 8 {
+                break;
+            }
+            let mut dest = [0u8; 8];
+            dest.copy_from_slice(&k[..8]);
+            let entry: OutboxEntry = from_json("outbox", &k, &v)?;
+            out.push((dest, entry.url));
+            // Skip to the first key past this destination's prefix.
+            match increment(&dest) {
+                Some(n) => cursor = Some(n.to_vec()),
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// The oldest pending entry for a destination.
+    pub fn outbox_head(
+        &self,
+        dest: &Destination,
+    ) -> Result<Option<(OutboxKey, OutboxEntry)>, StoreError> {
+        match self.outbox.scan_prefix(dest).next() {
+            Some(kv) => {
+                let (k, v) = kv?;
+                let e = from_json("outbox", &k, &v)?;
+                Ok(Some((OutboxKey(k.to_vec()), e)))
+            }
+            None => Ok(None),
+        }
+    }
+
+    pub fn outbox_len(&self) -> usize {
+        self.outbox.len()
+    }
+
+    /// All pending entries, oldest first per destination.
+    pub fn outbox_entries(&self) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.outbox
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv?;
+                from_json("outbox", &k, &v)
+            })
+            .collect()
+    }
+
+    pub fn outbox_update(&self, key: &OutboxKey, entry: &OutboxEntry) -> Result<(), StoreError> {
+        self.outbox.insert(key.0.as_slice(), to_json(entry))?;
+        self.outbox.flush()?;
+        Ok(())
+    }
+
+    /// Removes an acknowledged entry.
+    pub fn outbox_ack(&self, key: &OutboxKey) -> Result<(), StoreError> {
+        self.outbox.remove(key.0.as_slice())?;
+        self.outbox.flush()?;
+        Ok(())
+    }
+
+    /// Moves an entry the receiver refused for good into the dead-letter tree.
+    pub fn outbox_dead(
+        &self,
+        key: &OutboxKey,
+        entry: &OutboxEntry,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let seq = self.db.generate_id()?;
+        let dead = to_json(&DeadLetter {
+            entry: entry.clone(),
+            reason: reason.to_string(),
+            at: now,
+        });
+        let r = (&self.outbox, &self.dead).transaction(|(outbox, dead_t)| {
+            outbox.remove(key.0.as_slice())?;
+            dead_t.insert(&seq.to_be_bytes(), dead.as_slice())?;
+            Ok::<_, ConflictableTransactionError<()>>(())
+        });
+        match r {
+            Ok(()) | Err(TransactionError::Abort(())) => {}
+            Err(TransactionError::Storage(e)) => return Err(e.into()),
+        }
+        self.db.flush()?;
+        Ok(())
+    }
+
+    pub fn dead_letters(&self) -> Result<Vec<DeadLetter>, StoreError> {
+        self.dead
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv?;
+                from_json("dead", &k, &v)
+            })
+            .collect()
+    }
+
+    /// Drops item bodies fetched before `cutoff`, identities not listed since `cutoff`, and
+    /// alert records older than `cutoff`. Pending outbox entries are never pruned.
+    pub fn prune(&self, cutoff: DateTime<Utc>) -> Result<PruneReport, StoreError> {
+        let mut report = PruneReport::default();
+        for kv in self.items.iter() {
+            let (k, v) = kv?;
+            let item: Item = match from_json("items", &k, &v) {
+                Ok(i) => i,
+                Err(_) => continue,
+            };
+            if item.fetched < cutoff {
+                if let Some(u) = &item.canonical_url {
+                    if self.urls.get(u)?.as_deref() == Some(k.as_ref()) {
+                        self.urls.remove(u)?;
+                    }
+                }
+                if let Some(h) = &item.content_hash {
+                    if self.hashes.get(h)?.as_deref() == Some(k.as_ref()) {
+                        self.hashes.remove(h)?;
+                    }
+                }
+                self.items.remove(&k)?;
+                report.items += 1;
+            }
+        }
+        for kv in self.seen.iter() {
+            let (k, v) = kv?;
+            if let Ok(rec) = from_json::<SeenRecord>("seen", &k, &v) {
+                if rec.last_seen < cutoff {
+                    self.seen.remove(&k)?;
+                    report.identities += 1;
+                }
+            }
+        }
+        for kv in self.alerts.iter() {
+            let (k, v) = kv?;
+            let created = serde_json::from_slice::<serde_json::Value>(&v)
+                .ok()
+                .and_then(|j| {
+                    j.get("created")
+                        .and_then(|c| c.as_str())
+                        .map(str::to_string)
+                })
+                .and_then(|c| DateTime::parse_from_rfc3339(&c).ok());
+            if created.is_some_and(|c| c < cutoff) {
+                self.alerts.remove(&k)?;
+                report.alerts += 1;
+            }
+        }
+        Ok(report)
+    }
+
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PruneReport {
+    pub items: usize,
+    pub identities: usize,
+    pub alerts: usize,
+}
+
+/// The smallest byte string greater than every key with this prefix.
+fn increment(prefix: &[u8; 8]) -> Option<[u8; 8]> {
+    let n = u64::from_be_bytes(*prefix).checked_add(1)?;
+    Some(n.to_be_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(id: &str, source: &str, url: &str) -> Item {
+        Item {
+            id: id.into(),
+            source: source.into(),
+            identity: format!("link:{url}"),
+            url: Some(url.into()),
+            canonical_url: crate::item::canonical_url(url),
+            title: "t".into(),
+            text: String::new(),
+            author: None,
+            published: None,
+            fetched: Utc::now(),
+            content_hash: None,
+        }
+    }
+
+    #[test]
+    fn commit_is_idempotent_per_alert_and_queues_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 8 << 20).unwrap();
+        let now = Utc::now();
+        let mk = |id: &str| NewAlert {
+            id: id.into(),
+            department: "d".into(),
+            url: "http://127.0.0.1:1/hook".into(),
+            body: format!("{{\"id\":\"{id}\"}}"),
+        };
+        let c = store
+            .commit_item(&item("i1", "s", "https://a.cn/1"), &[mk("a1")], now)
+            .unwrap();
+        assert_eq!(c.queued, vec!["a1".to_string()]);
+        store
+            .commit_item(&item("i2", "s", "https://a.cn/2"), &[mk("a2")], now)
+            .unwrap();
+        // The same alert again is not queued twice.
+        let again = store
+            .commit_item(&item("i1", "s", "https://a.cn/1"), &[mk("a1")], now)
+            .unwrap();
+        assert!(again.queued.is_empty());
+        assert_eq!(store.outbox_len(), 2);
+        let dests = store.outbox_destinations().unwrap();
+        assert_eq!(dests.len(), 1);
+        let (key, head) = store.outbox_head(&dests[0].0).unwrap().unwrap();
+        assert_eq!(head.alert_id, "a1");
+        store.outbox_ack(&key).unwrap();
+        let (key, head) = store.outbox_head(&dests[0].0).unwrap().unwrap();
+        assert_eq!(head.alert_id, "a2");
+        store.outbox_dead(&key, &head, "410 Gone", now).unwrap();
+        assert_eq!(store.outbox_len(), 0);
+        assert_eq!(store.dead_letters().unwrap()[0].reason, "410 Gone");
+    }
+
+    #[test]
+    fn duplicates_are_found_only_across_sources() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 8 << 20).unwrap();
+        let now = Utc::now();
+        store
+            .commit_item(&item("i1", "s1", "https://a.cn/x?utm_source=rss"), &[], now)
+            .unwrap();
+        let same_source = item("i2", "s1", "https://a.cn/x#frag");
+        assert_eq!(store.find_duplicate(&same_source).unwrap(), None);
+        let other = item("i3", "s2", "http://A.cn/x");
+        assert_eq!(store.find_duplicate(&other).unwrap().as_deref(), Some("i1"));
+    }
+
+    #[test]
+    fn prune_keeps_recent_identities() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 8 << 20).unwrap();
+        let old = Utc::now() - chrono::Duration::days(100);
+        let mut it = item("old", "s", "https://a.cn/old");
+        it.fetched = old;
+        store.commit_item(&it, &[], old).unwrap();
+        // Still listed by its source today: the identity must survive the body.
+        store.touch_seen(&["old"], Utc::now()).unwrap();
+        let r = store
+            .prune(Utc::now() - chrono::Duration::days(90))
+            .unwrap();
+        assert_eq!(r.items, 1);
+        assert_eq!(r.identities, 0);
+        assert!(store.seen("old").unwrap().is_some());
+        assert!(store.item("old").unwrap().is_none());
+    }
+
+    #[test]
+    fn reopen_keeps_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path(), 8 << 20).unwrap();
+            store
+                .put_source_state(
+                    "s",
+                    &SourceState {
+                        etag: Some("\"abc\"".into()),
+                        ..Default::default()
+                    },
+                )
+                .unwrap();
+            store.flush().unwrap();
+        }
+        let store = Store::open(dir.path(), 8 << 20).unwrap();
+        assert_eq!(
+            store.source_state("s").unwrap().etag.as_deref(),
+            Some("\"abc\"")
+        );
+    }
+}

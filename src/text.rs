@@ -1,0 +1,303 @@
+//! Owns text normalisation: HTML fragments to plain text, and the one matching form (NFKC,
+//! lower case, no zero-width characters) used identically for keywords and item text, with a
+//! map back to character offsets in the original.
+
+use unicode_normalization::UnicodeNormalization;
+
+/// Plain text of an HTML (or already plain) fragment: tags removed, `<script>`/`<style>`
+/// contents dropped, entities decoded, whitespace folded to single spaces.
+pub fn html_to_text(input: &str) -> String {
+    // Feeds often double-escape ("&lt;p&gt;"): decode first only when no real tag is present.
+    let owned;
+    let input = if !input.contains('<') && input.contains("&lt;") {
+        owned = html_escape::decode_html_entities(input).into_owned();
+        owned.as_str()
+    } else {
+        input
+    };
+    let mut out = String::with_capacity(input.len());
+    let mut rest = input;
+    while let Some(lt) = rest.find('<') {
+        out.push_str(&rest[..lt]);
+        let after = &rest[lt..];
+        if let Some(body) = after.strip_prefix("<!--") {
+            rest = match body.find("-->") {
+                Some(end) => &body[end + 3..],
+                None => "",
+            };
+            continue;
+        }
+        if let Some(body) = after.strip_prefix("<![CDATA[") {
+            match body.find("]]>") {
+                Some(end) => {
+                    out.push_str(&body[..end]);
+                    rest = &body[end + 3..];
+                }
+                None => {
+                    out.push_str(body);
+                    rest = "";
+                }
+            }
+            continue;
+        }
+        // Only treat '<' as markup when a tag name (or '/', '!', '?') follows, so "a < b" survives.
+        let next = after[1..].chars().next();
+        if !matches!(next, Some(c) if c.is_ascii_alphabetic() || c == '/' || c == '!' || c == '?') {
+            out.push('<');
+            rest = &after[1..];
+            continue;
+        }
+        let Some(gt) = after.find('>') else {
+            // An unterminated tag: drop the rest rather than show markup.
+            rest = "";
+            break;
+        };
+        let tag = &after[1..gt];
+        let name: String = tag
+            .trim_start_matches('/')
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric())
+            .collect::<String>()
+            .to_ascii_lowercase();
+        rest = &after[gt + 1..];
+        if !tag.starts_with('/') && (name == "script" || name == "style") {
+            let close = format!("</{name}");
+            rest = match find_ascii_ci(rest, &close) {
+                Some(pos) => match rest[pos..].find('>') {
+                    Some(g) => &rest[pos + g + 1..],
+                    None => "",
+                },
+                None => "",
+            };
+        }
+        if is_block(&name) {
+            out.push(' ');
+        }
+    }
+    out.push_str(rest);
+    let decoded = html_escape::decode_html_entities(&out);
+    fold_whitespace(&decoded)
+}
+
+fn find_ascii_ci(hay: &str, needle: &str) -> Option<usize> {
+    let n = needle.len();
+    hay.as_bytes()
+        .windows(n)
+        .position(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
+}
+
+fn is_block(name: &str) -> bool {
+    matches!(
+        name,
+        "br" | "p"
+            | "div"
+            | "li"
+            | "ul"
+            | "ol"
+            | "tr"
+            | "td"
+            | "th"
+            | "table"
+            | "h1"
+            | "h2"
+            | "h3"
+            | "h4"
+            | "h5"
+            | "h6"
+            | "blockquote"
+            | "section"
+            | "article"
+            | "header"
+            | "footer"
+            | "hr"
+            | "pre"
+            | "img"
+            | "figure"
+            | "figcaption"
+            | "dd"
+            | "dt"
+    )
+}
+
+/// Collapses runs of whitespace (including U+3000 and NBSP) into one ASCII space and trims.
+pub fn fold_whitespace(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut pending_space = false;
+    for c in s.chars() {
+        if c.is_whitespace() || c == '\u{a0}' {
+            pending_space = !out.is_empty();
+        } else {
+            if pending_space {
+                out.push(' ');
+                pending_space = false;
+            }
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn is_zero_width(c: char) -> bool {
+    matches!(
+        c,
+        '\u{200b}' | '\u{200c}' | '\u{200d}' | '\u{2060}' | '\u{feff}' | '\u{00ad}'
+    )
+}
+
+/// Pushes the matching form of `c` to `out`, returning how many chars it produced.
+#[inline]
+fn push_normalized(c: char, out: &mut String) -> usize {
+    if c.is_ascii() {
+        out.push(c.to_ascii_lowercase());
+        return 1;
+    }
+    // CJK Unified Ideographs are NFKC-stable and caseless: the hot path for Chinese text.
+    if ('\u{4e00}'..='\u{9fff}').contains(&c) {
+        out.push(c);
+        return 1;
+    }
+    if is_zero_width(c) {
+        return 0;
+    }
+    let mut n = 0;
+    for d in std::iter::once(c).nfkc() {
+        for l in d.to_lowercase() {
+            out.push(l);
+            n += 1;
+        }
+    }
+    n
+}
+
+/// The matching form of `s` (NFKC per character, lower case, zero-width characters removed).
+/// Per-character NFKC keeps a 1:n map to the original; keywords go through the same function,
+/// so both sides agree.
+pub fn normalize_for_match(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        push_normalized(c, &mut out);
+    }
+    out
+}
+
+/// Normalised text plus the way back to the original's character offsets.
+#[derive(Debug, Default)]
+pub struct Normalized {
+    pub text: String,
+    /// For each normalised char: its byte offset in `text`.
+    starts: Vec<u32>,
+    /// For each normalised char: the char index in the original it came from.
+    origin: Vec<u32>,
+    original_chars: u32,
+}
+
+impl Normalized {
+    pub fn new(original: &str) -> Self {
+        let mut n = Normalized {
+            text: String::with_capacity(original.len()),
+            starts: Vec::with_capacity(original.len()),
+            origin: Vec::with_capacity(original.len()),
+            original_chars: 0,
+        };
+        for (i, c) in original.chars().enumerate() {
+            let before = n.text.len();
+            let produced = push_normalized(c, &mut n.text);
+            let mut pos = before;
+            for ch in n.text[before..].chars().take(produced) {
+                n.starts.push(pos as u32);
+                n.origin.push(i as u32);
+                pos += ch.len_utf8();
+            }
+            n.original_chars = i as u32 + 1;
+        }
+        n
+    }
+
+    /// Original char range covering normalised bytes `start..end` (an Aho-Corasick match).
+    pub fn original_range(&self, start: usize, end: usize) -> (usize, usize) {
+        let first = self.char_at(start);
+        let last_char = if end == 0 { 0 } else { self.char_at(end - 1) };
+        let from = self
+            .origin
+            .get(first)
+            .copied()
+            .unwrap_or(self.original_chars);
+        let to = self
+            .origin
+            .get(last_char)
+            .map(|o| o + 1)
+            .unwrap_or(self.original_chars);
+        (from as usize, (to.max(from)) as usize)
+    }
+
+    fn char_at(&self, byte: usize) -> usize {
+        match self.starts.binary_search(&(byte as u32)) {
+            Ok(i) => i,
+            Err(i) => i.saturating_sub(1),
+        }
+    }
+}
+
+/// `count` chars either side of original chars `from..to`, with ellipses where cut.
+pub fn snippet(original: &str, from: usize, to: usize, count: usize) -> String {
+    let chars: Vec<char> = original.chars().collect();
+    let start = from.saturating_sub(count);
+    let end = (to + count).min(chars.len());
+    let mut s = String::new();
+    if start > 0 {
+        s.push('…');
+    }
+    s.extend(&chars[start.min(end)..end]);
+    if end < chars.len() {
+        s.push('…');
+    }
+    s
+}
+
+/// The characters that make a story a story for "same text" detection: normalised, with
+/// whitespace and punctuation removed so formatting differences between sites do not count.
+pub fn significant(s: &str) -> String {
+    normalize_for_match(s)
+        .chars()
+        .filter(|c| c.is_alphanumeric())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_markup_and_decodes_entities() {
+        let html =
+            "<p>城管&nbsp;执法</p><script>var x = '<b>';</script><br/>第二段 &amp; more<!-- c -->";
+        assert_eq!(html_to_text(html), "城管 执法 第二段 & more");
+        assert_eq!(html_to_text("a < b and c > d"), "a < b and c > d");
+        assert_eq!(html_to_text("&lt;p&gt;escaped&lt;/p&gt;"), "escaped");
+        assert_eq!(html_to_text("<![CDATA[内容]]>"), "内容");
+    }
+
+    #[test]
+    fn normalises_width_case_and_zero_width() {
+        assert_eq!(normalize_for_match("ＡＢＣ１２３"), "abc123");
+        assert_eq!(normalize_for_match("城\u{200b}管"), "城管");
+        assert_eq!(normalize_for_match("Weibo"), "weibo");
+    }
+
+    #[test]
+    fn maps_offsets_back_to_original_chars() {
+        let original = "Ｘ城\u{200b}管打人";
+        let n = Normalized::new(original);
+        assert_eq!(n.text, "x城管打人");
+        let start = n.text.find("城管").unwrap();
+        let end = start + "城管".len();
+        // Original chars: Ｘ(0) 城(1) ZW(2) 管(3) 打(4) 人(5)
+        assert_eq!(n.original_range(start, end), (1, 4));
+    }
+
+    #[test]
+    fn snippet_marks_cuts() {
+        assert_eq!(snippet("0123456789", 4, 6, 2), "…234567…");
+        assert_eq!(snippet("abc", 0, 3, 5), "abc");
+    }
+}
