@@ -258,7 +258,13 @@ async fn try_source(cfg: Config, id: String, json: bool) -> ExitCode {
             let kws: Vec<String> = m
                 .hits
                 .iter()
-                .map(|h| format!("{} ({:?} {}..{})", h.keyword, h.field, h.start, h.end))
+                .map(|h| {
+                    let field = match h.field {
+                        tingfeng::rules::Field::Title => "title",
+                        tingfeng::rules::Field::Text => "text",
+                    };
+                    format!("{} ({field} {}..{})", h.keyword, h.start, h.end)
+                })
                 .collect();
             println!("  MATCH {}: {}", m.department, kws.join(", "));
         }

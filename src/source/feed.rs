@@ -9,6 +9,7 @@ use crate::item::Entry;
 use crate::text::html_to_text;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
+use std::borrow::Cow;
 
 /// How to read one feed document.
 pub struct FeedContext<'a> {
@@ -40,7 +41,11 @@ pub fn extract(bytes: &[u8], ctx: &FeedContext<'_>) -> Result<Extracted, Extract
     let decoded = charset::decode(bytes, ctx.content_type, kind, override_label);
     let text = match kind {
         DocKind::Xml => charset::rewrite_xml_prolog_to_utf8(&decoded.text),
-        _ => std::borrow::Cow::Borrowed(decoded.text.as_str()),
+        _ => Cow::Borrowed(decoded.text.as_str()),
+    };
+    let text = match kind {
+        DocKind::Xml => upgrade_legacy_xml(text),
+        _ => text,
     };
     let tz = ctx.timezone;
     let now = ctx.now;
@@ -60,6 +65,92 @@ pub fn extract(bytes: &[u8], ctx: &FeedContext<'_>) -> Result<Extracted, Extract
         encoding: decoded.encoding.name(),
         evidence: decoded.evidence.to_string(),
     })
+}
+
+const ATOM_03_NS: &str = "http://purl.org/atom/ns#";
+const ATOM_10_NS: &str = "http://www.w3.org/2005/Atom";
+
+/// The start of the root element: past the prolog, comments, doctype and processing
+/// instructions.
+fn root_start(text: &str) -> Option<usize> {
+    let mut pos = 0;
+    while let Some(off) = text[pos..].find('<') {
+        let at = pos + off;
+        let rest = &text[at..];
+        let skip_to = if rest.starts_with("<!--") {
+            rest.find("-->").map(|e| e + 3)
+        } else if rest.starts_with("<?") || rest.starts_with("<!") {
+            rest.find('>').map(|e| e + 1)
+        } else {
+            return Some(at);
+        };
+        pos = at + skip_to?;
+    }
+    None
+}
+
+/// Brings two common legacy shapes into forms feed-rs reads, leaving everything else alone:
+/// `<rss>` without a version (read as RSS 2.0) and Atom 0.3 (its namespace and its
+/// `issued`/`modified` dates mapped to Atom 1.0's).
+fn upgrade_legacy_xml(text: Cow<'_, str>) -> Cow<'_, str> {
+    let Some(root) = root_start(&text) else {
+        return text;
+    };
+    let tag_end = text[root..]
+        .find('>')
+        .map(|e| root + e)
+        .unwrap_or(text.len());
+    let tag = &text[root..tag_end];
+    let is_rss = tag.starts_with("<rss")
+        && (tag.len() == 4 || tag[4..].starts_with(|c: char| c.is_whitespace() || c == '/'));
+    let mut out: Option<String> = None;
+    if is_rss && !tag.contains("version") {
+        let mut s = String::with_capacity(text.len() + 16);
+        s.push_str(&text[..root + 4]);
+        s.push_str(" version=\"2.0\"");
+        s.push_str(&text[root + 4..]);
+        out = Some(s);
+    } else if tag.starts_with("<feed") && tag.contains(ATOM_03_NS) {
+        let s = atom03_text_types(&text)
+            .replace(ATOM_03_NS, ATOM_10_NS)
+            .replace("<issued>", "<published>")
+            .replace("</issued>", "</published>")
+            .replace("<modified>", "<updated>")
+            .replace("</modified>", "</updated>");
+        out = Some(s);
+    }
+    match out {
+        Some(s) => Cow::Owned(s),
+        None => text,
+    }
+}
+
+/// Atom 0.3 text constructs carry MIME types (`text/html`, `application/xhtml+xml`) where
+/// Atom 1.0 says `html` / `xhtml`; links keep theirs.
+fn atom03_text_types(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(lt) = rest.find('<') {
+        out.push_str(&rest[..lt]);
+        let after = &rest[lt..];
+        let end = after.find('>').map(|e| e + 1).unwrap_or(after.len());
+        let tag = &after[..end];
+        let is_text_construct = ["<title", "<content", "<summary", "<tagline", "<subtitle"]
+            .iter()
+            .any(|n| tag.starts_with(n) && tag[n.len()..].starts_with(|c: char| c.is_whitespace()));
+        if is_text_construct {
+            out.push_str(
+                &tag.replace("\"application/xhtml+xml\"", "\"xhtml\"")
+                    .replace("\"text/html\"", "\"html\"")
+                    .replace("\"text/plain\"", "\"text\""),
+            );
+        } else {
+            out.push_str(tag);
+        }
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 fn to_entry(e: feed_rs::model::Entry) -> Entry {
@@ -106,5 +197,46 @@ fn to_entry(e: feed_rs::model::Entry) -> Entry {
         text,
         author,
         published: e.published.or(e.updated),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name);
+        std::fs::read(p).unwrap()
+    }
+
+    fn parse(name: &str, content_type: Option<&str>) -> Extracted {
+        let ctx = FeedContext {
+            content_type,
+            base_url: Some("https://feeds.example/feed"),
+            encoding_override: None,
+            timezone: chrono_tz::Asia::Shanghai,
+            now: chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+        };
+        extract(&fixture(name), &ctx).unwrap_or_else(|e| panic!("{name}: {e}"))
+    }
+
+    #[test]
+    fn undeclared_gb2312_with_leading_comment() {
+        let x = parse("feedparser_illformed_gb2312_no_decl.xml", None);
+        assert_eq!(x.entries.len(), 1);
+        assert_eq!(x.entries[0].title, "不归移民漫画系列：专业工作");
+    }
+
+    #[test]
+    fn big5_atom03() {
+        let x = parse(
+            "chardet_big5_sinica.edu.tw_atom03.xml",
+            Some("application/xml"),
+        );
+        assert_eq!(x.encoding, "Big5");
+        let titles: Vec<&str> = x.entries.iter().map(|e| e.title.as_str()).collect();
+        assert!(titles.contains(&"期末報告 -- 吳昆達, 翁睿廷"), "{titles:?}");
     }
 }
