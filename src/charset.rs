@@ -111,20 +111,34 @@ pub fn decode(
         return decode_as(body, encoding, Evidence::Bom);
     }
 
-    if let Some(declared) = content_type
-        .and_then(content_type_charset)
-        .and_then(lookup_label)
-    {
-        if let Some(decoded) = decode_declared(bytes, declared, Evidence::ContentType) {
-            return decoded;
-        }
-    }
-
     let in_document = match kind {
         DocKind::Xml => xml_declared_encoding(bytes).map(|e| (e, Evidence::XmlProlog)),
         DocKind::Html => html_meta_encoding(bytes).map(|e| (e, Evidence::MetaTag)),
         DocKind::Json => None,
     };
+
+    if let Some(declared) = content_type
+        .and_then(content_type_charset)
+        .and_then(lookup_label)
+    {
+        // Servers often stamp a default "charset=utf-8" on legacy-encoded files. When the
+        // bytes are not UTF-8 and the document names its own encoding, which reads them
+        // cleanly, the document is right and the header is not.
+        if declared == encoding_rs::UTF_8 && std::str::from_utf8(bytes).is_err() {
+            if let Some((doc_enc, evidence)) = in_document {
+                if doc_enc != encoding_rs::UTF_8 {
+                    let (text, had_errors) = doc_enc.decode_without_bom_handling(bytes);
+                    if !had_errors {
+                        return finish(text, doc_enc, evidence, false);
+                    }
+                }
+            }
+        }
+        if let Some(decoded) = decode_declared(bytes, declared, Evidence::ContentType) {
+            return decoded;
+        }
+    }
+
     if let Some((declared, evidence)) = in_document {
         if let Some(decoded) = decode_declared(bytes, declared, evidence) {
             return decoded;
@@ -1061,5 +1075,19 @@ mod tests {
             rewrite_xml_prolog_to_utf8(text),
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?><d>encoding=\"gbk\" encoding='gbk'</d>"
         );
+    }
+
+    #[test]
+    fn utf8_header_over_gbk_bytes_defers_to_the_prolog() {
+        let bytes = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/chardet_gb2312_w3cn.org_rss20.xml"
+        ))
+        .unwrap();
+        let d = decode(&bytes, Some("text/xml; charset=utf-8"), DocKind::Xml, None);
+        assert_eq!(d.encoding, encoding_rs::GB18030);
+        assert_eq!(d.evidence, Evidence::XmlProlog);
+        assert!(d.text.contains("CSS中的滑动门技术"));
+        assert!(!d.had_errors);
     }
 }

@@ -14,6 +14,7 @@
 
 use std::borrow::Cow;
 
+use chrono::format::ParseErrorKind;
 use chrono::{
     DateTime, Datelike, Days, FixedOffset, MappedLocalTime, NaiveDate, NaiveDateTime, NaiveTime,
     Offset, SecondsFormat, TimeDelta, TimeZone, Utc,
@@ -73,41 +74,25 @@ fn fold_width(s: &str) -> Cow<'_, str> {
 }
 
 fn parse_with_format(s: &str, fmt: &str, tz: Tz) -> Option<DateTime<Utc>> {
-    if let Ok(t) = DateTime::parse_from_str(s, fmt) {
-        return Some(t.with_timezone(&Utc));
+    // chrono also reads `%s` without an offset as UTC here.
+    match DateTime::parse_from_str(s, fmt) {
+        Ok(t) => return Some(t.with_timezone(&Utc)),
+        Err(e) if e.kind() == ParseErrorKind::NotEnough => {}
+        // Only a missing offset justifies the naive retry: on any other error
+        // (say, out of range once the offset is applied) it would either fail
+        // the same way or succeed with the printed offset silently dropped.
+        Err(_) => return None,
     }
-    if let Ok(n) = NaiveDateTime::parse_from_str(s, fmt) {
-        // `%s` yields a UTC instant even though chrono hands it back naive;
-        // reading it in `tz` would shift it by the zone offset.
-        return if has_timestamp_directive(fmt) {
-            Some(n.and_utc())
-        } else {
-            localize(n, tz)
-        };
+    match NaiveDateTime::parse_from_str(s, fmt) {
+        Ok(n) => localize(n, tz),
+        Err(e) if e.kind() == ParseErrorKind::NotEnough => localize(
+            NaiveDate::parse_from_str(s, fmt)
+                .ok()?
+                .and_time(NaiveTime::MIN),
+            tz,
+        ),
+        Err(_) => None,
     }
-    if let Ok(d) = NaiveDate::parse_from_str(s, fmt) {
-        return localize(d.and_time(NaiveTime::MIN), tz);
-    }
-    None
-}
-
-fn has_timestamp_directive(fmt: &str) -> bool {
-    let mut it = fmt.chars();
-    while let Some(ch) = it.next() {
-        if ch != '%' {
-            continue;
-        }
-        // Skip chrono's padding/width modifiers so `%-s` or `%%s` are judged
-        // by the specifier they actually end in.
-        loop {
-            match it.next() {
-                Some('-' | '_' | '#' | ':' | '.' | '0'..='9') => continue,
-                Some('s') => return true,
-                _ => break,
-            }
-        }
-    }
-    false
 }
 
 /// Seconds before 2000 or from 2100 on are far more likely to be an id, a
@@ -155,8 +140,8 @@ impl Ctx {
 fn scan(s: &str, ctx: &Ctx) -> Option<DateTime<Utc>> {
     let mut prev: Option<char> = None;
     let mut prev2: Option<char> = None;
+    let digit = |c: Option<char>| c.is_some_and(|c| c.is_ascii_digit());
     for (i, ch) in s.char_indices() {
-        let digit = |c: Option<char>| c.is_some_and(|c| c.is_ascii_digit());
         let candidate = if ch.is_ascii_digit() {
             // Never start inside a number or in the middle of a date: after a
             // rejected `2024-02-30` the `02-30` must not be retried as a
@@ -234,8 +219,9 @@ impl<'a> Cur<'a> {
     /// match the start of `Marketing` nor `Z` the start of `Zhang`.
     fn eat_word(&mut self, word: &str) -> bool {
         let rest = self.rest().as_bytes();
-        let hit = rest.len() >= word.len()
-            && rest[..word.len()].eq_ignore_ascii_case(word.as_bytes())
+        let hit = rest
+            .get(..word.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(word.as_bytes()))
             && !rest
                 .get(word.len())
                 .is_some_and(|b| b.is_ascii_alphabetic());
@@ -273,14 +259,17 @@ impl<'a> Cur<'a> {
     }
 }
 
-/// Whether a match may end here. Letters, digits, or a separator followed by a
-/// digit mean we stopped inside something longer (`2024-03-05-1`,
-/// `03-05-2024`), and accepting a prefix of it would invent a date.
+/// Whether a match may end here. Letters, digits, or a separator followed by
+/// either mean we stopped inside something longer (`2024-03-05-1`,
+/// `03-05-2024`, `10:20:00.Z`), and accepting a prefix of it would invent a
+/// date or drop a zone we failed to read.
 fn at_boundary(c: &Cur<'_>) -> bool {
     match c.peek() {
         None => true,
         Some(b) if b.is_ascii_alphanumeric() => false,
-        Some(b'-' | b'/' | b'.' | b':' | b'+') => !c.digit_follows(1),
+        Some(b'-' | b'/' | b'.' | b':' | b'+') => {
+            !c.peek_at(1).is_some_and(|b| b.is_ascii_alphanumeric())
+        }
         Some(_) => true,
     }
 }
@@ -433,14 +422,14 @@ fn numeric_offset(c: &mut Cur<'_>) -> Option<FixedOffset> {
     FixedOffset::east_opt(sign * (h * 3600 + m * 60) as i32)
 }
 
-/// RFC 822 zone names. CST is US Central as the RFC says, even though a
-/// Chinese site writing "CST" likely means China: the numeric-date forms do
-/// not take zone names at all, so such a site falls back to `tz` there, and
-/// an RFC 2822 generator that emits CST is following the RFC.
-const NAMED_ZONES: [(&str, i32); 8] = [
+/// RFC 822 zone names, honoured only in RFC 2822 dates. "CST" is deliberately
+/// absent: RFC 822 says US Central, but the feeds this daemon reads are
+/// overwhelmingly Chinese generators meaning China Standard Time, so CST
+/// falls back to the source's `tz` (which is US Central for a deployment set
+/// to America/Chicago). Everywhere else zone abbreviations are not read at all.
+const NAMED_ZONES: [(&str, i32); 7] = [
     ("EST", -5),
     ("EDT", -4),
-    ("CST", -6),
     ("CDT", -5),
     ("MST", -7),
     ("MDT", -6),
@@ -597,8 +586,7 @@ fn ymd(c: &mut Cur<'_>, ctx: &Ctx) -> Option<DateTime<Utc>> {
     if sep.is_none() {
         c.eat_any(&["日", "号", "號"]);
     }
-    // Four digits always fit an i32.
-    let date = NaiveDate::from_ymd_opt(y as i32, m, d)?;
+    let date = NaiveDate::from_ymd_opt(i32::try_from(y).ok()?, m, d)?;
     let (t, off) = date_tail(c)?;
     resolve(date.and_time(t), off, ctx.tz)
 }
@@ -775,20 +763,21 @@ fn day_month_year(c: &mut Cur<'_>, ctx: &Ctx) -> Option<DateTime<Utc>> {
         2 | 3 => y + 1900,
         _ => y,
     };
-    let date = NaiveDate::from_ymd_opt(y as i32, m, d)?;
-    english_tail(c, date, ctx)
+    let date = NaiveDate::from_ymd_opt(i32::try_from(y).ok()?, m, d)?;
+    english_tail(c, date, ctx, true)
 }
 
 /// Time and zone after an English-style date. Anything after the zone is
-/// ignored: RSS generators append comments, zone names and worse.
-fn english_tail(c: &mut Cur<'_>, date: NaiveDate, ctx: &Ctx) -> Option<DateTime<Utc>> {
+/// ignored: RSS generators append comments, zone names and worse. `named`
+/// says whether RFC 822 zone names count (see [`NAMED_ZONES`]).
+fn english_tail(c: &mut Cur<'_>, date: NaiveDate, ctx: &Ctx, named: bool) -> Option<DateTime<Utc>> {
     let start = *c;
     c.ws();
     c.eat(",");
     c.ws();
     match time(c).ok()? {
         Some(t) => {
-            let off = zone(c, true).ok()?;
+            let off = zone(c, named).ok()?;
             resolve(date.and_time(t), off, ctx.tz)
         }
         None => {
@@ -809,18 +798,734 @@ fn month_first(c: &mut Cur<'_>, ctx: &Ctx) -> Option<DateTime<Utc>> {
         return None;
     }
     match time(c).ok()? {
-        // Weibo / asctime: the year comes last, after the time and zone.
+        // Weibo / asctime / Java: the year comes last, after the time and zone.
         Some(t) => {
-            let off = zone(c, true).ok()?;
+            let off = zone(c, false).ok()?;
             c.ws();
+            if off.is_none() {
+                // Java's `Date.toString()` prints the server's zone as an
+                // abbreviation ("CST" on Chinese servers); it is the site's
+                // local zone, i.e. `tz`.
+                let word = c.rest().bytes().take_while(u8::is_ascii_alphabetic).count();
+                if (2..=5).contains(&word) {
+                    c.i += word;
+                    c.ws();
+                }
+            }
             let y = c.digits(4, 4)?;
-            let date = NaiveDate::from_ymd_opt(y as i32, m, d)?;
+            let date = NaiveDate::from_ymd_opt(i32::try_from(y).ok()?, m, d)?;
             resolve(date.and_time(t), off, ctx.tz)
         }
         None => {
             let y = c.digits(4, 4)?;
-            let date = NaiveDate::from_ymd_opt(y as i32, m, d)?;
-            english_tail(c, date, ctx)
+            let date = NaiveDate::from_ymd_opt(i32::try_from(y).ok()?, m, d)?;
+            english_tail(c, date, ctx, false)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Timelike;
+    use chrono_tz::Asia::Shanghai;
+    use proptest::prelude::*;
+
+    /// 2024-03-06 10:00 in Shanghai.
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2024, 3, 6, 2, 0, 0).unwrap()
+    }
+
+    /// Parses with the fixed `now` in Shanghai and renders the result, so
+    /// expectations read as plain UTC timestamps.
+    fn p(s: &str) -> Option<String> {
+        parse_date(s, now(), Shanghai, None).map(format_rfc3339)
+    }
+
+    fn p_fmt(s: &str, fmt: &str) -> Option<String> {
+        parse_date(s, now(), Shanghai, Some(fmt)).map(format_rfc3339)
+    }
+
+    fn p_tz(s: &str, tz: Tz) -> Option<String> {
+        parse_date(s, now(), tz, None).map(format_rfc3339)
+    }
+
+    fn p_at(s: &str, now: DateTime<Utc>) -> Option<String> {
+        parse_date(s, now, Shanghai, None).map(format_rfc3339)
+    }
+
+    fn some(s: &str) -> Option<String> {
+        Some(s.to_owned())
+    }
+
+    const MIDNIGHT_0305: &str = "2024-03-04T16:00:00Z";
+    const T_0305_1020: &str = "2024-03-05T02:20:00Z";
+
+    #[test]
+    fn rfc3339_with_offset() {
+        assert_eq!(p("2024-03-05T10:20:00+08:00"), some(T_0305_1020));
+        assert_eq!(p("2024-03-05T10:20:00-05:00"), some("2024-03-05T15:20:00Z"));
+    }
+
+    #[test]
+    fn rfc3339_zulu_and_lowercase() {
+        assert_eq!(p("2024-03-05T10:20:00Z"), some("2024-03-05T10:20:00Z"));
+        assert_eq!(p("2024-03-05t10:20:00z"), some("2024-03-05T10:20:00Z"));
+    }
+
+    #[test]
+    fn iso_without_offset_uses_tz() {
+        assert_eq!(p("2024-03-05T10:20:00"), some(T_0305_1020));
+        assert_eq!(p("2024-03-05 10:20:00"), some(T_0305_1020));
+        assert_eq!(p("2024-03-05 10:20"), some(T_0305_1020));
+    }
+
+    #[test]
+    fn iso_space_separator_with_offset() {
+        assert_eq!(p("2024-03-05 10:20:00+08:00"), some(T_0305_1020));
+        assert_eq!(p("2024-03-05 10:20:00 +0800"), some(T_0305_1020));
+        assert_eq!(p("2024-03-05 10:20:00 UTC"), some("2024-03-05T10:20:00Z"));
+        assert_eq!(p("2024-03-05 10:20:00 GMT+8"), some(T_0305_1020));
+    }
+
+    #[test]
+    fn iso_fractional_seconds() {
+        assert_eq!(
+            p("2024-03-05T10:20:00.123456+08:00"),
+            some("2024-03-05T02:20:00.123456Z")
+        );
+        assert_eq!(
+            p("2024-03-05T10:20:00,5Z"),
+            some("2024-03-05T10:20:00.500Z")
+        );
+        // Beyond nanoseconds the extra digits are dropped, not rejected.
+        assert_eq!(
+            p("2024-03-05T10:20:00.1234567891234Z"),
+            some("2024-03-05T10:20:00.123456789Z")
+        );
+    }
+
+    #[test]
+    fn iso_offset_without_colon_or_minutes() {
+        assert_eq!(p("2024-03-05T10:20:00+0800"), some(T_0305_1020));
+        assert_eq!(p("2024-03-05T10:20:00+08"), some(T_0305_1020));
+        assert_eq!(p("2024-03-05T10:20:00+05:30"), some("2024-03-05T04:50:00Z"));
+    }
+
+    #[test]
+    fn iso_leap_second() {
+        assert_eq!(
+            p("2016-12-31T23:59:60Z").map(|s| s.starts_with("2016-12-31T23:59:60")),
+            Some(true)
+        );
+    }
+
+    #[test]
+    fn rfc2822_canonical() {
+        assert_eq!(p("Tue, 05 Mar 2024 10:20:00 +0800"), some(T_0305_1020));
+    }
+
+    #[test]
+    fn rfc2822_missing_weekday() {
+        assert_eq!(p("05 Mar 2024 10:20:00 +0800"), some(T_0305_1020));
+    }
+
+    #[test]
+    fn rfc2822_wrong_weekday_is_ignored() {
+        assert_eq!(p("Sun, 05 Mar 2024 10:20:00 +0800"), some(T_0305_1020));
+        assert_eq!(p("Sunday, 05 Mar 2024 10:20:00 +0800"), some(T_0305_1020));
+    }
+
+    #[test]
+    fn rfc2822_single_digit_day_and_full_month() {
+        assert_eq!(p("Tue, 5 Mar 2024 10:20:00 +0800"), some(T_0305_1020));
+        assert_eq!(p("Tue, 5 March 2024 10:20:00 +0800"), some(T_0305_1020));
+    }
+
+    #[test]
+    fn rfc2822_zone_names() {
+        let cases = [
+            ("GMT", "2024-03-05T10:20:00Z"),
+            ("UTC", "2024-03-05T10:20:00Z"),
+            ("UT", "2024-03-05T10:20:00Z"),
+            ("Z", "2024-03-05T10:20:00Z"),
+            ("EST", "2024-03-05T15:20:00Z"),
+            ("EDT", "2024-03-05T14:20:00Z"),
+            // CST from a Chinese generator means China: the source's tz applies.
+            ("CST", "2024-03-05T02:20:00Z"),
+            ("CDT", "2024-03-05T15:20:00Z"),
+            ("MST", "2024-03-05T17:20:00Z"),
+            ("MDT", "2024-03-05T16:20:00Z"),
+            ("PST", "2024-03-05T18:20:00Z"),
+            ("PDT", "2024-03-05T17:20:00Z"),
+        ];
+        for (zone, want) in cases {
+            assert_eq!(
+                p(&format!("Tue, 05 Mar 2024 10:20:00 {zone}")),
+                some(want),
+                "{zone}"
+            );
+        }
+    }
+
+    #[test]
+    fn rfc2822_colon_offset() {
+        assert_eq!(p("Tue, 05 Mar 2024 10:20:00 +08:00"), some(T_0305_1020));
+    }
+
+    #[test]
+    fn rfc2822_missing_seconds() {
+        assert_eq!(p("Tue, 05 Mar 2024 10:20 +0800"), some(T_0305_1020));
+    }
+
+    #[test]
+    fn rfc2822_trailing_junk_after_zone() {
+        assert_eq!(
+            p("Tue, 05 Mar 2024 10:20:00 +0800 (CST)"),
+            some(T_0305_1020)
+        );
+        assert_eq!(p("Tue, 05 Mar 2024 10:20:00 GMT+0800"), some(T_0305_1020));
+        assert_eq!(p("Tue, 05 Mar 2024 10:20:00 GMTjunk"), some(T_0305_1020));
+    }
+
+    #[test]
+    fn rfc2822_missing_or_unknown_zone_uses_tz() {
+        assert_eq!(p("Tue, 05 Mar 2024 10:20:00"), some(T_0305_1020));
+        assert_eq!(p("Tue, 05 Mar 2024 10:20:00 HKT"), some(T_0305_1020));
+    }
+
+    #[test]
+    fn rfc2822_two_digit_year() {
+        assert_eq!(p("Tue, 05 Mar 24 10:20:00 +0800"), some(T_0305_1020));
+        assert_eq!(
+            p("Fri, 05 Mar 99 10:20:00 +0000"),
+            some("1999-03-05T10:20:00Z")
+        );
+    }
+
+    #[test]
+    fn weibo_created_at() {
+        assert_eq!(
+            p("Tue Mar 05 10:00:00 +0800 2024"),
+            some("2024-03-05T02:00:00Z")
+        );
+    }
+
+    #[test]
+    fn java_date_to_string_zone_abbreviation_means_tz() {
+        assert_eq!(p("Tue Mar 05 10:20:00 CST 2024"), some(T_0305_1020));
+        assert_eq!(
+            p("Tue Mar 05 10:20:00 GMT 2024"),
+            some("2024-03-05T10:20:00Z")
+        );
+    }
+
+    #[test]
+    fn asctime_and_javascript_date() {
+        assert_eq!(p("Tue Mar  5 10:20:00 2024"), some(T_0305_1020));
+        assert_eq!(
+            p("Tue Mar 05 2024 10:20:00 GMT+0800 (中国标准时间)"),
+            some(T_0305_1020)
+        );
+    }
+
+    #[test]
+    fn english_month_first() {
+        assert_eq!(p("March 5, 2024"), some(MIDNIGHT_0305));
+        assert_eq!(p("Mar. 5th, 2024 10:20 AM"), some(T_0305_1020));
+        assert_eq!(
+            p("Published: March 5, 2024 3:20 PM"),
+            some("2024-03-05T07:20:00Z")
+        );
+    }
+
+    #[test]
+    fn date_dashes() {
+        assert_eq!(p("2024-03-05"), some(MIDNIGHT_0305));
+    }
+
+    #[test]
+    fn date_dashes_single_digits() {
+        assert_eq!(p("2024-3-5"), some(MIDNIGHT_0305));
+    }
+
+    #[test]
+    fn date_slashes_with_minutes() {
+        assert_eq!(p("2024/3/5 10:20"), some(T_0305_1020));
+    }
+
+    #[test]
+    fn date_slashes_with_seconds() {
+        assert_eq!(p("2024/03/05 10:20:30"), some("2024-03-05T02:20:30Z"));
+    }
+
+    #[test]
+    fn date_dots() {
+        assert_eq!(p("2024.03.05"), some(MIDNIGHT_0305));
+    }
+
+    #[test]
+    fn chinese_date() {
+        assert_eq!(p("2024年3月5日"), some(MIDNIGHT_0305));
+        assert_eq!(p("2024 年 3 月 5 日"), some(MIDNIGHT_0305));
+    }
+
+    #[test]
+    fn chinese_date_with_time() {
+        assert_eq!(p("2024年3月5日 10:20"), some(T_0305_1020));
+    }
+
+    #[test]
+    fn chinese_date_glued_time_with_seconds() {
+        assert_eq!(p("2024年03月05日10:20:30"), some("2024-03-05T02:20:30Z"));
+    }
+
+    #[test]
+    fn chinese_time_units() {
+        assert_eq!(p("2024年03月05日 10时20分"), some(T_0305_1020));
+        assert_eq!(
+            p("2024年03月05日 10点20分30秒"),
+            some("2024-03-05T02:20:30Z")
+        );
+    }
+
+    #[test]
+    fn chinese_meridiem() {
+        assert_eq!(p("2024年3月5日 上午10:20"), some(T_0305_1020));
+        assert_eq!(p("2024年3月5日 下午3:20"), some("2024-03-05T07:20:00Z"));
+        assert_eq!(p("2024年3月5日下午3:20"), some("2024-03-05T07:20:00Z"));
+        assert_eq!(p("2024年3月5日 上午12:05"), some("2024-03-04T16:05:00Z"));
+        assert_eq!(p("2024年3月5日 下午12:05"), some("2024-03-05T04:05:00Z"));
+        assert_eq!(p("2024年3月5日 下午15:20"), some("2024-03-05T07:20:00Z"));
+        assert_eq!(p("2024年3月5日 上午13:20"), None);
+    }
+
+    #[test]
+    fn chinese_weekday_between_date_and_time() {
+        assert_eq!(p("2024年3月5日 星期二 10:20"), some(T_0305_1020));
+        assert_eq!(p("2024-03-05（周二）10:20"), some(T_0305_1020));
+        assert_eq!(p("2024年3月5日 星期二"), some(MIDNIGHT_0305));
+    }
+
+    #[test]
+    fn square_brackets() {
+        assert_eq!(p("[2024-03-05]"), some(MIDNIGHT_0305));
+    }
+
+    #[test]
+    fn parentheses() {
+        assert_eq!(p("(2024-03-05)"), some(MIDNIGHT_0305));
+        assert_eq!(p("（2024-03-05）"), some(MIDNIGHT_0305));
+    }
+
+    #[test]
+    fn label_prefix() {
+        assert_eq!(p("发布时间：2024-03-05 10:20"), some(T_0305_1020));
+        assert_eq!(p("发布时间:2024-03-05 10:20"), some(T_0305_1020));
+        assert_eq!(p("发布日期 2024年3月5日 来源：新华社"), some(MIDNIGHT_0305));
+        assert_eq!(
+            p("Date: Tue, 05 Mar 2024 10:20:00 +0800"),
+            some(T_0305_1020)
+        );
+    }
+
+    #[test]
+    fn trailing_text_after_numeric_date() {
+        assert_eq!(p("2024-03-05 10:20 来源：人民网"), some(T_0305_1020));
+        // CST after a numeric date is not an RFC 822 zone; the source's tz wins.
+        assert_eq!(p("2024-03-05 10:20:00 CST"), some(T_0305_1020));
+        assert_eq!(p("2024-03-05 3 条评论"), some(MIDNIGHT_0305));
+    }
+
+    #[test]
+    fn full_width_digits_colon_and_space() {
+        assert_eq!(p("２０２４－０３－０５　１０：２０"), some(T_0305_1020));
+        assert_eq!(p("２０２４年３月５日　１０：２０"), some(T_0305_1020));
+        assert_eq!(p("发布时间：２０２４-03-05"), some(MIDNIGHT_0305));
+    }
+
+    #[test]
+    fn nbsp_and_surrounding_whitespace() {
+        assert_eq!(p("  \t2024-03-05\u{a0}10:20\n"), some(T_0305_1020));
+    }
+
+    #[test]
+    fn yearless_dashes() {
+        assert_eq!(p("03-05"), some(MIDNIGHT_0305));
+    }
+
+    #[test]
+    fn yearless_dashes_with_time() {
+        assert_eq!(p("3-5 10:20"), some(T_0305_1020));
+    }
+
+    #[test]
+    fn yearless_chinese() {
+        assert_eq!(p("03月05日"), some(MIDNIGHT_0305));
+    }
+
+    #[test]
+    fn yearless_chinese_with_time() {
+        assert_eq!(p("3月5日 10:20"), some(T_0305_1020));
+    }
+
+    #[test]
+    fn yearless_future_rolls_back_a_year() {
+        // Within a day ahead of now (10:00 local on 03-06) stays this year…
+        assert_eq!(p("03-07"), some("2024-03-06T16:00:00Z"));
+        assert_eq!(p("03-07 10:00"), some("2024-03-07T02:00:00Z"));
+        // …past that it must be last year's item.
+        assert_eq!(p("03-07 10:01"), some("2023-03-07T02:01:00Z"));
+        assert_eq!(p("12-25"), some("2023-12-24T16:00:00Z"));
+    }
+
+    #[test]
+    fn yearless_uses_the_year_in_tz_not_utc() {
+        // 2024-12-31T17:00Z is already 2025-01-01 01:00 in Shanghai.
+        let now = Utc.with_ymd_and_hms(2024, 12, 31, 17, 0, 0).unwrap();
+        assert_eq!(p_at("01-01", now), some("2024-12-31T16:00:00Z"));
+    }
+
+    #[test]
+    fn yearless_feb_29_outside_leap_year_is_last_leap_day_or_none() {
+        let now = Utc.with_ymd_and_hms(2025, 3, 6, 2, 0, 0).unwrap();
+        assert_eq!(p_at("02-29", now), some("2024-02-28T16:00:00Z"));
+        let now = Utc.with_ymd_and_hms(2026, 3, 6, 2, 0, 0).unwrap();
+        assert_eq!(p_at("02-29", now), None);
+    }
+
+    #[test]
+    fn relative_just_now() {
+        assert_eq!(p("刚刚"), some("2024-03-06T02:00:00Z"));
+    }
+
+    #[test]
+    fn relative_seconds() {
+        assert_eq!(p("30秒前"), some("2024-03-06T01:59:30Z"));
+    }
+
+    #[test]
+    fn relative_minutes() {
+        assert_eq!(p("5分钟前"), some("2024-03-06T01:55:00Z"));
+        assert_eq!(p("5 分钟前"), some("2024-03-06T01:55:00Z"));
+    }
+
+    #[test]
+    fn relative_hours() {
+        assert_eq!(p("2小时前"), some("2024-03-06T00:00:00Z"));
+        assert_eq!(p("2个小时前"), some("2024-03-06T00:00:00Z"));
+    }
+
+    #[test]
+    fn relative_days() {
+        assert_eq!(p("3天前"), some("2024-03-03T02:00:00Z"));
+    }
+
+    #[test]
+    fn relative_half_hour() {
+        assert_eq!(p("半小时前"), some("2024-03-06T01:30:00Z"));
+    }
+
+    #[test]
+    fn relative_today_with_time() {
+        assert_eq!(p("今天 10:20"), some("2024-03-06T02:20:00Z"));
+    }
+
+    #[test]
+    fn relative_yesterday_with_time() {
+        assert_eq!(p("昨天 10:20"), some(T_0305_1020));
+        assert_eq!(p("昨天10:20"), some(T_0305_1020));
+    }
+
+    #[test]
+    fn relative_yesterday_is_local_midnight() {
+        assert_eq!(p("昨天"), some(MIDNIGHT_0305));
+    }
+
+    #[test]
+    fn relative_day_before_yesterday() {
+        assert_eq!(p("前天"), some("2024-03-03T16:00:00Z"));
+    }
+
+    #[test]
+    fn relative_day_before_yesterday_with_time() {
+        assert_eq!(p("前天 08:00"), some("2024-03-04T00:00:00Z"));
+    }
+
+    #[test]
+    fn relative_days_follow_the_local_calendar() {
+        // 17:00Z on 03-05 is already 01:00 on 03-06 in Shanghai.
+        let now = Utc.with_ymd_and_hms(2024, 3, 5, 17, 0, 0).unwrap();
+        assert_eq!(p_at("昨天", now), some(MIDNIGHT_0305));
+    }
+
+    #[test]
+    fn relative_with_label_and_trailer() {
+        assert_eq!(p("发布于：5分钟前"), some("2024-03-06T01:55:00Z"));
+        assert_eq!(p("更新时间：昨天 10:20"), some(T_0305_1020));
+    }
+
+    #[test]
+    fn unix_seconds() {
+        assert_eq!(p("1709605200"), some(T_0305_1020));
+    }
+
+    #[test]
+    fn unix_millis() {
+        assert_eq!(p("1709605200000"), some(T_0305_1020));
+        assert_eq!(p("1709605200123"), some("2024-03-05T02:20:00.123Z"));
+    }
+
+    #[test]
+    fn unix_nine_digits_only_when_plausible() {
+        assert_eq!(p("999999999"), some("2001-09-09T01:46:39Z"));
+        assert_eq!(p("946684799"), None);
+        assert_eq!(p("123456789"), None);
+        // Eleven-digit seconds are all past 2100.
+        assert_eq!(p("17096052000"), None);
+    }
+
+    #[test]
+    fn format_pattern_is_tried_first() {
+        // Day-first would be misread as nothing (or worse) by the heuristics.
+        assert_eq!(
+            p_fmt("05/03/2024 10:20", "%d/%m/%Y %H:%M"),
+            some(T_0305_1020)
+        );
+        assert_eq!(p_fmt("20240305", "%Y%m%d"), some(MIDNIGHT_0305));
+        assert_eq!(
+            p_fmt("20240305 1020 +0000", "%Y%m%d %H%M %z"),
+            some("2024-03-05T10:20:00Z")
+        );
+        assert_eq!(p_fmt("1709605200", "%s"), some(T_0305_1020));
+        assert_eq!(
+            p_fmt("1709605200.5", "%s%.f"),
+            some("2024-03-05T02:20:00.500Z")
+        );
+        // Full-width input is folded before the pattern sees it.
+        assert_eq!(p_fmt("０５/０３/２０２４", "%d/%m/%Y"), some(MIDNIGHT_0305));
+    }
+
+    #[test]
+    fn format_pattern_falls_back_to_heuristics() {
+        assert_eq!(p_fmt("2024-03-05 10:20", "%d/%m/%Y"), some(T_0305_1020));
+        assert_eq!(p_fmt("2024-03-05", "%Q%!bogus"), some(MIDNIGHT_0305));
+    }
+
+    #[test]
+    fn format_offset_is_never_dropped() {
+        // Representable as a naive time but not once the offset is applied:
+        // must not come back as the same wall clock read in `tz`.
+        assert_eq!(
+            p_fmt("+262142-12-31 23:59 -2359", "%Y-%m-%d %H:%M %z"),
+            None
+        );
+    }
+
+    #[test]
+    fn dst_gap_and_overlap() {
+        let ny = chrono_tz::America::New_York;
+        // 02:30 does not exist on 2024-03-10; read with the pre-gap offset.
+        assert_eq!(p_tz("2024-03-10 02:30", ny), some("2024-03-10T07:30:00Z"));
+        // 01:30 happens twice on 2024-11-03; take the earlier (EDT).
+        assert_eq!(p_tz("2024-11-03 01:30", ny), some("2024-11-03T05:30:00Z"));
+    }
+
+    #[test]
+    fn rejects_non_dates() {
+        for s in [
+            "",
+            "   ",
+            "abc",
+            "2024",
+            "10:20",
+            "12345678",
+            "hello 2024",
+            "第3期",
+            "3条评论",
+            "Marketing",
+            "May",
+            "今日头条",
+            "1234567890123456",
+        ] {
+            assert_eq!(p(s), None, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn rejects_impossible_dates_and_times() {
+        for s in [
+            "2024-02-30",
+            "2023-02-29",
+            "2024-13-01",
+            "2024-00-10",
+            "2024-03-00",
+            "2024-03-05 25:00",
+            "2024-03-05 24:00",
+            "2024-03-05 10:60",
+            "2024-03-05 10:20:61",
+            "2024-03-05T",
+            "2024-03-05T25:00Z",
+            "2024-03-05T10:20:00+25:00",
+            "2024-03-05T10:20:00+08:99",
+            "2024-03-051",
+            "2024-03-05-01",
+            "2024-03-05T10:20:00.Z",
+            "2024-03-05.html",
+            "99999-03-05",
+            "2023年2月29日",
+            "2024年2月30日 10:20",
+            "发布时间：2024-02-30",
+            "Tue, 30 Feb 2024 10:00:00 +0800",
+            "Tue, 05 Mar 2024 25:00:00 +0800",
+            "Tue Mar 05 25:00:00 +0800 2024",
+            "13-05",
+            "02-30",
+            "昨天 25:00",
+            "3月32日",
+        ] {
+            assert_eq!(p(s), None, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn extreme_now_does_not_panic() {
+        let inputs = [
+            "刚刚",
+            "5分钟前",
+            "99999999天前",
+            "昨天",
+            "前天 08:00",
+            "03-05",
+            "12-31 23:59",
+            "2024-03-05",
+            "1709605200",
+        ];
+        for now in [DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC] {
+            for s in inputs {
+                for tz in [
+                    Shanghai,
+                    chrono_tz::Pacific::Kiritimati,
+                    chrono_tz::Etc::GMTPlus12,
+                ] {
+                    let _ = parse_date(s, now, tz, None);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn huge_relative_counts_do_not_overflow() {
+        assert_eq!(p("999999999999天前"), None);
+        assert_eq!(p("9999999999999天前"), None);
+    }
+
+    fn any_tz() -> impl Strategy<Value = Tz> {
+        prop::sample::select(chrono_tz::TZ_VARIANTS.to_vec())
+    }
+
+    fn any_now() -> impl Strategy<Value = DateTime<Utc>> {
+        let (lo, hi) = (
+            DateTime::<Utc>::MIN_UTC.timestamp(),
+            DateTime::<Utc>::MAX_UTC.timestamp(),
+        );
+        prop_oneof![
+            3 => 0i64..4_102_444_800,
+            1 => lo..=hi,
+        ]
+        .prop_map(|s| DateTime::from_timestamp(s, 0).unwrap())
+    }
+
+    /// Whole seconds from 1990 up to 2090.
+    fn instant() -> impl Strategy<Value = DateTime<Utc>> {
+        (631_152_000i64..3_786_912_000).prop_map(|s| DateTime::from_timestamp(s, 0).unwrap())
+    }
+
+    /// Dense in the characters the scanner branches on, so random strings
+    /// actually reach deep into the grammar.
+    const DIGIT_HEAVY: &str = "[0-9０-９ :：\u{3000}/.\\-+,TtZzAPMamp()（）\\[\\]年月日号时点分秒钟个小前天昨今刚半上下午晚凌晨星期周一二GMTUCESDFebMaryJunOctu]{0,48}";
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn never_panics_on_arbitrary_unicode(
+            s in any::<String>(),
+            now in any_now(),
+            tz in any_tz(),
+        ) {
+            let _ = parse_date(&s, now, tz, None);
+        }
+
+        #[test]
+        fn never_panics_on_digit_heavy_strings(
+            s in DIGIT_HEAVY,
+            now in any_now(),
+            tz in any_tz(),
+        ) {
+            let _ = parse_date(&s, now, tz, None);
+        }
+
+        #[test]
+        fn never_panics_on_near_miss_dates(
+            parts in prop::collection::vec(any::<u64>().prop_map(|n| n % 100_000), 8),
+            seps in prop::collection::vec(prop::sample::select(
+                vec!["-", "/", ".", ":", " ", "T", "年", "月", "日", "+", "-0", "秒前", "天前", " Mar ", "Z"]), 8),
+            now in any_now(),
+            tz in any_tz(),
+        ) {
+            let s: String = parts.iter().zip(&seps).map(|(n, sep)| format!("{n}{sep}")).collect();
+            let _ = parse_date(&s, now, tz, None);
+        }
+
+        #[test]
+        fn never_panics_with_arbitrary_formats(
+            s in DIGIT_HEAVY,
+            fmt in prop_oneof![
+                "(%[-_0#:.]?[0-9]?[a-zA-Z%+.:]|[ -~年月日]){0,8}",
+                any::<String>(),
+            ],
+            now in any_now(),
+            tz in any_tz(),
+        ) {
+            let _ = parse_date(&s, now, tz, Some(&fmt));
+        }
+
+        #[test]
+        fn rfc3339_round_trips(t in instant(), now in any_now(), tz in any_tz()) {
+            prop_assert_eq!(parse_date(&format_rfc3339(t), now, tz, None), Some(t));
+        }
+
+        #[test]
+        fn rfc3339_round_trips_sub_second(t in instant(), nanos in 0u32..1_000_000_000) {
+            let t = t.with_nanosecond(nanos).unwrap();
+            prop_assert_eq!(parse_date(&format_rfc3339(t), now(), Shanghai, None), Some(t));
+        }
+
+        #[test]
+        fn local_forms_round_trip(t in instant(), tz in prop_oneof![Just(Shanghai), any_tz()]) {
+            let local = t.with_timezone(&tz);
+            for fmt in ["%Y-%m-%d %H:%M:%S", "%Y年%m月%d日 %H:%M:%S"] {
+                let s = local.format(fmt).to_string();
+                let got = parse_date(&s, now(), tz, None);
+                if tz.from_local_datetime(&local.naive_local()).single().is_some() {
+                    prop_assert_eq!(got, Some(t), "{}", s);
+                } else {
+                    // A repeated wall-clock time (1990–91 China DST, or any
+                    // zone's fall-back hour) cannot name one instant; it must
+                    // still name the same wall-clock time.
+                    let back = got.map(|g| g.with_timezone(&tz).format(fmt).to_string());
+                    prop_assert_eq!(back, Some(s));
+                }
+            }
+        }
+
+        #[test]
+        fn rfc2822_round_trips(t in instant(), tz in any_tz()) {
+            let utc = t.to_rfc2822();
+            prop_assert_eq!(parse_date(&utc, now(), tz, None), Some(t), "{}", utc);
+            let local = t.with_timezone(&tz).to_rfc2822();
+            prop_assert_eq!(parse_date(&local, now(), Shanghai, None), Some(t), "{}", local);
         }
     }
 }

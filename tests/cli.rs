@@ -210,18 +210,7 @@ keywords = ["周刊"]
     );
     let mut first = spawn_daemon(&cfg);
     // Alerts are raised and the receiver refuses them: they sit in the outbox.
-    assert!(
-        wait_for(WAIT, || {
-            receiver
-                .all()
-                .iter()
-                .map(|d| d.id())
-                .collect::<HashSet<_>>()
-                .len()
-                >= 1
-        })
-        .await
-    );
+    assert!(wait_for(WAIT, || !receiver.all().is_empty()).await);
     first.kill().unwrap(); // SIGKILL
     first.wait().unwrap();
     let before: HashSet<String> = receiver.all().iter().map(|d| d.id()).collect();
