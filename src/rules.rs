@@ -126,8 +126,9 @@ impl Matcher {
         let Some(ac) = &self.ac else {
             return Outcome::default();
         };
-        // Per department: keyword hits and exclusion hits.
-        let mut per_dept: HashMap<u32, (Vec<Hit>, Vec<Hit>)> = HashMap::new();
+        // Raw hits as plain numbers; strings are built only for departments that match.
+        // (department, is_exclusion, word index, field, start, end)
+        let mut raw: Vec<(u32, bool, u32, Field, u32, u32)> = Vec::new();
         for (field, original) in [(Field::Title, title), (Field::Text, text)] {
             if original.is_empty() {
                 continue;
@@ -136,40 +137,43 @@ impl Matcher {
             for m in ac.find_overlapping_iter(&norm.text) {
                 let (start, end) = norm.original_range(m.start(), m.end());
                 for &(d, role) in &self.uses[m.pattern().as_usize()] {
-                    let dept = &self.departments[d as usize];
-                    let entry = per_dept.entry(d).or_default();
-                    match role {
-                        Role::Keyword(k) => entry.0.push(Hit {
-                            keyword: dept.keywords[k as usize].clone(),
-                            field,
-                            start,
-                            end,
-                        }),
-                        Role::Exclude(k) => entry.1.push(Hit {
-                            keyword: dept.exclude[k as usize].clone(),
-                            field,
-                            start,
-                            end,
-                        }),
-                    }
+                    let (excl, k) = match role {
+                        Role::Keyword(k) => (false, k),
+                        Role::Exclude(k) => (true, k),
+                    };
+                    raw.push((d, excl, k, field, start as u32, end as u32));
                 }
             }
         }
-        let mut ids: Vec<u32> = per_dept.keys().copied().collect();
-        ids.sort_unstable();
+        if raw.is_empty() {
+            return Outcome::default();
+        }
+        // Stable sort keeps each department's hits in text order (title first).
+        raw.sort_by_key(|h| h.0);
         let mut out = Outcome::default();
-        for d in ids {
-            let Some((hits, excluded)) = per_dept.remove(&d) else {
-                continue;
+        for group in raw.chunk_by(|a, b| a.0 == b.0) {
+            let dept = &self.departments[group[0].0 as usize];
+            let hit = |&(_, excl, k, field, start, end): &(u32, bool, u32, Field, u32, u32)| Hit {
+                keyword: if excl {
+                    dept.exclude[k as usize].clone()
+                } else {
+                    dept.keywords[k as usize].clone()
+                },
+                field,
+                start: start as usize,
+                end: end as usize,
             };
-            if hits.is_empty() {
+            if !group.iter().any(|h| !h.1) {
                 continue;
             }
-            let dept = &self.departments[d as usize];
-            if !excluded.is_empty() {
-                out.vetoed.push((dept.id.clone(), excluded));
+            if group.iter().any(|h| h.1) {
+                out.vetoed.push((
+                    dept.id.clone(),
+                    group.iter().filter(|h| h.1).map(hit).collect(),
+                ));
                 continue;
             }
+            let hits: Vec<Hit> = group.iter().map(hit).collect();
             let first = &hits[0];
             let source_text = match first.field {
                 Field::Title => title,

@@ -191,7 +191,9 @@ pub async fn run_source(engine: Arc<Engine>, source: Source, mut shutdown: Shutd
     }
     loop {
         let started = Utc::now();
-        let result = poll(&engine, &source, &mut state).await;
+        // Boxed so an idle source task (most of them, most of the time) holds only its
+        // timer, not the space of a whole in-flight HTTP request.
+        let result = Box::pin(poll(&engine, &source, &mut state)).await;
         let now = Utc::now();
         state.last_poll = Some(started);
         let delay = match result {
