@@ -6,7 +6,8 @@
 //! - the same plus sled (dedup lookups and the atomic item + alert + outbox write);
 //! - the daemon's resident memory with 10,000 sources served locally (`--skip-memory` to skip;
 //!   `--memory-only`, `--empty-feeds`, and `BENCH_SOURCES=n` to vary it).
-//! Keywords: 1,000 across 20 departments, drawn from the corpus itself so matches happen.
+//!
+//! Keywords: 1,000 across 20 departments (see `departments`).
 
 use chrono::Utc;
 use std::collections::BTreeSet;
