@@ -50,12 +50,48 @@ pub async fn open_store(cfg: &Config) -> Result<Store, DaemonError> {
         .map_err(DaemonError::from)
 }
 
+/// For `run --recover-store`: when the store cannot be opened (sled has no repair tool and
+/// abrupt stops have been known to corrupt it), move it aside and start empty. Every source's
+/// first poll is then silent (as with `backlog = false`) so the restart does not re-raise
+/// everything currently listed; matters that appeared while the daemon was down are recorded
+/// but not alerted, which is why this is a flag an operator chooses, not the default.
+pub async fn open_or_recover(cfg: &mut Config) -> Result<Store, DaemonError> {
+    match open_store(cfg).await {
+        Ok(s) => Ok(s),
+        Err(DaemonError::Store(e)) => {
+            let dir = cfg.daemon.data_dir.clone();
+            let aside = dir.with_file_name(format!(
+                "{}.unreadable-{}",
+                dir.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "data".into()),
+                Utc::now().format("%Y%m%dT%H%M%SZ")
+            ));
+            error!(error = %e, data_dir = %dir.display(), moved_to = %aside.display(), "STORE UNREADABLE: moving it aside and starting with an empty store; first polls will not alert");
+            std::fs::rename(&dir, &aside).map_err(|source| DaemonError::DataDir {
+                path: dir.display().to_string(),
+                source,
+            })?;
+            for s in &mut cfg.sources {
+                s.backlog = false;
+            }
+            open_store(cfg).await
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Runs until SIGTERM or SIGINT, then stops scheduling, lets in-flight polls finish within
 /// `daemon.shutdown_grace`, stops delivery after its current attempt and flushes the store.
-pub async fn run(cfg: Config) -> Result<(), DaemonError> {
+pub async fn run(mut cfg: Config, recover_store: bool) -> Result<(), DaemonError> {
     let (trigger, shutdown) = shutdown::channel();
     let signals = tokio::spawn(wait_for_signal());
-    let result = run_until(cfg, shutdown, async move {
+    let store = if recover_store {
+        open_or_recover(&mut cfg).await?
+    } else {
+        open_store(&cfg).await?
+    };
+    let result = run_with_store(cfg, store, shutdown, async move {
         match signals.await {
             Ok(Ok(name)) => info!(signal = name, "shutting down"),
             Ok(Err(e)) => error!(error = %e, "signal handling failed; shutting down"),
@@ -73,10 +109,19 @@ pub async fn run_until(
     shutdown: Shutdown,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<(), DaemonError> {
+    let store = open_store(&cfg).await?;
+    run_with_store(cfg, store, shutdown, stop).await
+}
+
+async fn run_with_store(
+    cfg: Config,
+    store: Store,
+    shutdown: Shutdown,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<(), DaemonError> {
     for w in &cfg.warnings {
         warn!(config = %cfg.path.display(), "{w}");
     }
-    let store = open_store(&cfg).await?;
     let matcher = Arc::new(Matcher::new(&cfg.departments)?);
     let fetcher = Arc::new(Fetcher::new(&cfg)?);
     let delivery = Delivery::new(store.clone(), &cfg.webhook, shutdown.clone())?;
@@ -84,14 +129,20 @@ pub async fn run_until(
         warn!("webhook secret is not set in the environment: alerts are sent UNSIGNED");
     }
     let pending = delivery.resume().await?;
+    // Tree lengths are full scans in sled: off the runtime's threads.
+    let counter = store.clone();
+    let (items, outbox) =
+        tokio::task::spawn_blocking(move || (counter.item_count(), counter.outbox_len()))
+            .await
+            .map_err(|e| DaemonError::Task(e.to_string()))?;
     info!(
         config = %cfg.path.display(),
         data_dir = %cfg.daemon.data_dir.display(),
         sources = cfg.sources.len(),
         departments = cfg.departments.len(),
         keywords = cfg.keyword_count(),
-        items = store.item_count(),
-        pending_alerts = store.outbox_len(),
+        items,
+        pending_alerts = outbox,
         pending_destinations = pending,
         "tingfeng started"
     );

@@ -37,6 +37,10 @@ enum Command {
     Run {
         #[arg(long, default_value = "sources.toml")]
         config: PathBuf,
+        /// If the store cannot be opened, move it aside and start empty, with silent first
+        /// polls (no alert flood; matters that appeared meanwhile are recorded, not alerted).
+        #[arg(long)]
+        recover_store: bool,
     },
     /// Validate the configuration and print a summary; exit 2 on any problem.
     Check {
@@ -78,14 +82,17 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => check(&config),
-        Command::Run { config } => {
+        Command::Run {
+            config,
+            recover_store,
+        } => {
             init_logging(cli.log_format);
             let cfg = match load(&config) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
             with_runtime(|| async move {
-                match tingfeng::daemon::run(cfg).await {
+                match tingfeng::daemon::run(cfg, recover_store).await {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) => {
                         tracing::error!(error = %e, "daemon failed");

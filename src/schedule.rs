@@ -86,7 +86,16 @@ pub async fn poll(
         last_modified: state.last_modified.clone(),
     };
     let fetched = match engine.fetcher.fetch(source, &cond).await? {
-        FetchOutcome::NotModified => return Ok(PollSummary::NotModified),
+        FetchOutcome::NotModified => {
+            // Unchanged means everything is still listed: keep those identities alive, or a
+            // feed unchanged for longer than the retention would re-alert its old items.
+            let store = engine.store.clone();
+            let ids = state.current_items.clone();
+            tokio::task::spawn_blocking(move || store.touch_seen(&ids, Utc::now()))
+                .await
+                .map_err(|e| PollError::Task(e.to_string()))??;
+            return Ok(PollSummary::NotModified);
+        }
         FetchOutcome::Body(f) => f,
     };
     let alerting = source.backlog || state.first_poll_done;
@@ -112,10 +121,13 @@ pub async fn poll(
         if report.new > 0 || report.duplicates > 0 {
             store.flush()?;
         }
-        Ok::<_, PollError>((report, items.len(), extracted.encoding))
+        let ids: Vec<String> = items.iter().map(|i| i.id.clone()).collect();
+        Ok::<_, PollError>((report, ids, extracted.encoding))
     })
     .await
     .map_err(|e| PollError::Task(e.to_string()))??;
+    state.current_items = items;
+    let items = state.current_items.len();
     state.etag = fetched.etag;
     state.last_modified = fetched.last_modified;
     for (_, url) in &report.queued {

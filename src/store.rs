@@ -76,6 +76,9 @@ pub struct SourceState {
     pub first_poll_done: bool,
     pub items_new: u64,
     pub items_total_seen: u64,
+    /// Item ids of the last full (200) answer: a 304 means they are all still listed.
+    #[serde(default)]
+    pub current_items: Vec<String>,
 }
 
 /// An alert waiting for its webhook to acknowledge it.
@@ -210,11 +213,21 @@ impl Store {
     }
 
     /// Records that known items are still listed by their source (keeps their identity alive).
-    pub fn touch_seen(&self, item_ids: &[&str], now: DateTime<Utc>) -> Result<(), StoreError> {
+    /// Retention counts in days, so a record younger than a day is left alone: rewriting every
+    /// listed item on every poll would be most of the store's write load.
+    pub fn touch_seen<S: AsRef<str>>(
+        &self,
+        item_ids: &[S],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
         for id in item_ids {
+            let id = id.as_ref();
             if let Some(v) = self.seen.get(id)? {
                 let mut rec: SeenRecord = from_json("seen", id.as_bytes(), &v)?;
+                if now - rec.last_seen < chrono::Duration::days(1) {
+                    continue;
+                }
                 rec.last_seen = now;
                 batch.insert(id.as_bytes(), to_json(&rec));
             }

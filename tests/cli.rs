@@ -256,3 +256,94 @@ keywords = ["周刊"]
         "no alert was raised twice under a new id"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_store_fails_loudly_and_recover_store_starts_without_a_flood() {
+    init();
+    let server = FeedServer::start().await;
+    let receiver = Receiver::start().await;
+    server.set(
+        "/atom.xml",
+        Route::feed(
+            fixture("bison_ruanyifeng_atom_snapshot0.xml"),
+            "application/atom+xml",
+        ),
+    );
+    let ws = Workspace::new();
+    let cfg = ws.write_config(
+        &format!(
+            r#"
+[[source]]
+id = "ruanyifeng"
+kind = "feed"
+url = "{}"
+
+[[department]]
+id = "weekly"
+name = "周刊观察"
+keywords = ["周刊"]
+"#,
+            server.url("/atom.xml")
+        ),
+        &receiver.url(),
+    );
+    // A store directory whose files are garbage, as after a bad disk or a torn write.
+    std::fs::create_dir_all(ws.data_dir()).unwrap();
+    std::fs::write(
+        ws.data_dir().join("conf"),
+        b"\x00\xffnot a sled config\x13\x37",
+    )
+    .unwrap();
+    std::fs::write(ws.data_dir().join("db"), vec![0xa5u8; 4096]).unwrap();
+
+    let out = tokio::process::Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot open the store"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        server.requests("/atom.xml").is_empty(),
+        "nothing runs on an unreadable store"
+    );
+
+    let mut child = Command::new(BIN)
+        .args(["run", "--recover-store", "--config"])
+        .arg(&cfg)
+        .env(SECRET_ENV, SECRET)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_for(WAIT, || server.requests("/atom.xml").len() >= 3).await);
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert!(
+        receiver.all().is_empty(),
+        "recovery must not re-raise what is listed"
+    );
+    let moved: Vec<_> = std::fs::read_dir(ws.dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("data.unreadable-")
+        })
+        .collect();
+    assert_eq!(
+        moved.len(),
+        1,
+        "the unreadable store is kept aside for inspection"
+    );
+}
