@@ -3,8 +3,9 @@
 
 use crate::config::Config;
 use crate::fetch::Fetcher;
+use crate::poll::Engine;
 use crate::rules::Matcher;
-use crate::schedule::{run_source, Engine};
+use crate::schedule::run_source;
 use crate::shutdown::{self, Shutdown};
 use crate::store::{Store, StoreError};
 use crate::webhook::Delivery;
@@ -153,6 +154,7 @@ async fn run_with_store(
         fetcher,
         matcher,
         delivery: delivery.clone(),
+        robots: Default::default(),
     });
     let mut sources = JoinSet::new();
     for s in config.sources.iter().cloned() {

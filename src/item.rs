@@ -28,6 +28,30 @@ pub struct Item {
     pub fetched: DateTime<Utc>,
     /// Hash of the normalised title and text; `None` when too short to identify a story.
     pub content_hash: Option<String>,
+    #[serde(default, skip_serializing_if = "Engagement::is_empty")]
+    pub engagement: Engagement,
+}
+
+/// Engagement numbers a source shows (forum replies and views, microblog reposts …), kept
+/// for risk judging. `None` when the source does not show it.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Engagement {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replies: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub views: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reposts: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comments: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub likes: Option<u64>,
+}
+
+impl Engagement {
+    pub fn is_empty(&self) -> bool {
+        *self == Engagement::default()
+    }
 }
 
 /// What an extractor produces, before identities and hashes are assigned.
@@ -40,6 +64,7 @@ pub struct Entry {
     pub text: String,
     pub author: Option<String>,
     pub published: Option<DateTime<Utc>>,
+    pub engagement: Engagement,
 }
 
 pub fn short_hash(parts: &[&str]) -> String {
@@ -98,6 +123,7 @@ pub fn build_items(source: &str, entries: Vec<Entry>, fetched: DateTime<Utc>) ->
                 published: e.published,
                 fetched,
                 content_hash,
+                engagement: e.engagement,
             }
         })
         .collect();

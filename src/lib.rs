@@ -30,6 +30,8 @@ pub mod date;
 pub mod fetch;
 pub mod ingest;
 pub mod item;
+pub mod poll;
+pub mod robots;
 pub mod rules;
 pub mod schedule;
 pub mod shutdown;

@@ -8,8 +8,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use tingfeng::config::Config;
 use tingfeng::fetch::{Conditional, FetchOutcome, Fetcher};
+use tingfeng::poll::extract_items;
 use tingfeng::rules::Matcher;
-use tingfeng::schedule::extract_items;
+use tingfeng::source::html;
+
+/// How many detail pages try-source follows to show what they add.
+const TRY_DETAILS: usize = 3;
 
 #[derive(Parser)]
 #[command(
@@ -205,17 +209,100 @@ async fn try_source(cfg: Config, id: String, json: bool) -> ExitCode {
         }
     };
     let now = Utc::now();
-    let (extracted, items) = match extract_items(
-        &source,
-        &fetched.body,
-        fetched.content_type.as_deref(),
-        &cfg,
-        now,
-    ) {
-        Ok(x) => x,
-        Err(e) => {
-            eprintln!("error: {}: {e}", source.id);
-            return ExitCode::from(1);
+    let mut raw_fields: Vec<BTreeMap<String, String>> = Vec::new();
+    let (encoding, evidence, items) = match &source.html {
+        None => match extract_items(
+            &source,
+            &fetched.body,
+            fetched.content_type.as_deref(),
+            &cfg,
+            now,
+        ) {
+            Ok((x, items)) => (x.encoding, x.evidence, items),
+            Err(e) => {
+                eprintln!("error: {}: {e}", source.id);
+                return ExitCode::from(1);
+            }
+        },
+        Some(spec) => {
+            let page_url =
+                url::Url::parse(&fetched.final_url).unwrap_or_else(|_| source.url.clone());
+            let ctx = html::HtmlContext {
+                content_type: fetched.content_type.as_deref(),
+                page_url: &page_url,
+                encoding_override: source.encoding,
+                timezone: cfg.daemon.timezone,
+                now,
+                date_format: source.date_format.as_deref(),
+            };
+            let page = html::extract_list(&fetched.body, &spec.list, &ctx);
+            let mut items = tingfeng::item::build_items(&source.id, page.entries.clone(), now);
+            if !json {
+                if page.raw.is_empty() {
+                    println!(
+                        "selector `item` ({}) matched nothing on this page",
+                        spec.list.item_raw
+                    );
+                }
+                for f in &page.unmatched {
+                    let raw = spec
+                        .list
+                        .fields
+                        .get(f)
+                        .map(|s| s.raw.as_str())
+                        .unwrap_or("");
+                    println!("field `{f}` ({raw}) matched nothing on any item");
+                }
+                if page.skipped > 0 {
+                    println!(
+                        "{} matches of `item` had neither title nor link and were skipped",
+                        page.skipped
+                    );
+                }
+                for d in page.bad_dates.iter().take(3) {
+                    println!("date not understood: {d:?} (the item keeps its fetch time)");
+                }
+                if let Some(n) = &page.next {
+                    println!("next page: {n}");
+                }
+            }
+            // Show what detail pages add, for the first few items (politely: same limits).
+            if let Some(detail) = &spec.detail {
+                for item in items.iter_mut().take(TRY_DETAILS) {
+                    let Some(url) = item.url.clone() else {
+                        continue;
+                    };
+                    match fetcher
+                        .fetch_url(&source, &url, &Conditional::default())
+                        .await
+                    {
+                        Ok(FetchOutcome::Body(f)) => {
+                            let u = url::Url::parse(&url).unwrap_or_else(|_| page_url.clone());
+                            let dctx = html::HtmlContext {
+                                content_type: f.content_type.as_deref(),
+                                page_url: &u,
+                                ..ctx
+                            };
+                            let d = html::extract_detail(&f.body, detail, &dctx);
+                            match d.content.filter(|c| !c.is_empty()) {
+                                Some(c) => item.text = c,
+                                None => eprintln!(
+                                    "detail {url}: `content` ({}) matched nothing",
+                                    detail
+                                        .fields
+                                        .get("content")
+                                        .map(|f| f.raw.as_str())
+                                        .unwrap_or("")
+                                ),
+                            }
+                        }
+                        Ok(FetchOutcome::NotModified) => {}
+                        Err(e) => eprintln!("detail {url}: {e}"),
+                    }
+                }
+            }
+            raw_fields = page.raw;
+            (page.encoding, page.evidence, items)
         }
     };
     if !json {
@@ -226,16 +313,18 @@ async fn try_source(cfg: Config, id: String, json: bool) -> ExitCode {
             fetched.status,
             fetched.body.len(),
             fetched.content_type.as_deref().unwrap_or("-"),
-            extracted.encoding,
-            extracted.evidence,
+            encoding,
+            evidence,
             items.len()
         );
     }
-    for item in &items {
+    for (n, item) in items.iter().enumerate() {
         let outcome = matcher.match_item(&item.title, &item.text);
+        let fields = raw_fields.get(n);
         if json {
             let obj = serde_json::json!({
                 "item": item,
+                "fields": fields,
                 "matches": outcome.matched,
                 "vetoed": outcome.vetoed.iter().map(|(d, h)| serde_json::json!({"department": d, "excluded_by": h})).collect::<Vec<_>>(),
             });
@@ -252,6 +341,20 @@ async fn try_source(cfg: Config, id: String, json: bool) -> ExitCode {
                 .unwrap_or_else(|| "- (unknown: fetch time is used)".into())
         );
         println!("  identity:  {}", item.identity);
+        if let Some(author) = &item.author {
+            println!("  author:    {author}");
+        }
+        let e = &item.engagement;
+        if !e.is_empty() {
+            println!(
+                "  engagement: {}",
+                serde_json::to_string(e).unwrap_or_default()
+            );
+        }
+        for (k, v) in fields.into_iter().flatten() {
+            let v: String = v.chars().take(80).collect();
+            println!("  [{k}] {v}");
+        }
         let text: String = item.text.chars().take(120).collect();
         println!(
             "  text:      {text}{}",

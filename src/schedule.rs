@@ -2,15 +2,11 @@
 //! the end of the previous poll (so a stall never turns into a burst), exponential backoff
 //! on failure, Retry-After, restart spreading, and the source's health record in the store.
 
-use crate::config::{Config, Source, SourceKind};
-use crate::fetch::{Conditional, FetchError, FetchOutcome, Fetcher};
-use crate::ingest::{ingest, IngestReport};
-use crate::item::build_items;
-use crate::rules::Matcher;
+use crate::config::Source;
+use crate::fetch::FetchError;
+use crate::poll::{poll, Engine, PollError, PollSummary};
 use crate::shutdown::Shutdown;
-use crate::source::{feed, ExtractError, Extracted};
-use crate::store::{SourceState, Store, StoreError};
-use crate::webhook::Delivery;
+use crate::store::SourceState;
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,126 +15,6 @@ use tracing::{debug, info, warn};
 /// Never-polled sources start within this window, so a fresh daemon shows results quickly
 /// without firing every source at the same instant.
 const FIRST_POLL_SPREAD: Duration = Duration::from_secs(10);
-
-/// Everything a poll needs, shared by all source tasks.
-pub struct Engine {
-    pub config: Arc<Config>,
-    pub store: Store,
-    pub fetcher: Arc<Fetcher>,
-    pub matcher: Arc<Matcher>,
-    pub delivery: Arc<Delivery>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum PollError {
-    #[error("fetch failed: {0}")]
-    Fetch(#[from] FetchError),
-    #[error("cannot extract items: {0}")]
-    Extract(#[from] ExtractError),
-    #[error("store failed: {0}")]
-    Store(#[from] StoreError),
-    #[error("worker task failed: {0}")]
-    Task(String),
-}
-
-#[derive(Debug)]
-pub enum PollSummary {
-    NotModified,
-    Fetched {
-        items: usize,
-        report: IngestReport,
-        encoding: &'static str,
-    },
-}
-
-/// Decodes and parses a fetched document into items (no I/O).
-pub fn extract_items(
-    source: &Source,
-    body: &[u8],
-    content_type: Option<&str>,
-    config: &Config,
-    now: DateTime<Utc>,
-) -> Result<(Extracted, Vec<crate::item::Item>), ExtractError> {
-    match source.kind {
-        SourceKind::Feed => {
-            let ctx = feed::FeedContext {
-                content_type,
-                base_url: Some(source.url.as_str()),
-                encoding_override: source.encoding,
-                timezone: config.daemon.timezone,
-                now,
-            };
-            let extracted = feed::extract(body, &ctx)?;
-            let items = build_items(&source.id, extracted.entries.clone(), now);
-            Ok((extracted, items))
-        }
-    }
-}
-
-/// One poll of one source: fetch, extract, store, queue alerts, wake delivery.
-pub async fn poll(
-    engine: &Engine,
-    source: &Source,
-    state: &mut SourceState,
-) -> Result<PollSummary, PollError> {
-    let cond = Conditional {
-        etag: state.etag.clone(),
-        last_modified: state.last_modified.clone(),
-    };
-    let fetched = match engine.fetcher.fetch(source, &cond).await? {
-        FetchOutcome::NotModified => {
-            // Unchanged means everything is still listed: keep those identities alive, or a
-            // feed unchanged for longer than the retention would re-alert its old items.
-            let store = engine.store.clone();
-            let ids = state.current_items.clone();
-            tokio::task::spawn_blocking(move || store.touch_seen(&ids, Utc::now()))
-                .await
-                .map_err(|e| PollError::Task(e.to_string()))??;
-            return Ok(PollSummary::NotModified);
-        }
-        FetchOutcome::Body(f) => f,
-    };
-    let alerting = source.backlog || state.first_poll_done;
-    let store = engine.store.clone();
-    let matcher = engine.matcher.clone();
-    let config = engine.config.clone();
-    let src = source.clone();
-    let content_type = fetched.content_type.clone();
-    let body = fetched.body;
-    let (report, items, encoding) = tokio::task::spawn_blocking(move || {
-        let now = Utc::now();
-        let (extracted, items) = extract_items(&src, &body, content_type.as_deref(), &config, now)?;
-        let report = ingest(
-            &store,
-            &matcher,
-            &config.departments,
-            &src,
-            &items,
-            alerting,
-            now,
-        )?;
-        // Durable before any delivery attempt: an alert, once raised, survives a crash.
-        if report.new > 0 || report.duplicates > 0 {
-            store.flush()?;
-        }
-        let ids: Vec<String> = items.iter().map(|i| i.id.clone()).collect();
-        Ok::<_, PollError>((report, ids, extracted.encoding))
-    })
-    .await
-    .map_err(|e| PollError::Task(e.to_string()))??;
-    state.current_items = items;
-    let items = state.current_items.len();
-    state.etag = fetched.etag;
-    state.last_modified = fetched.last_modified;
-    for (_, url) in &report.queued {
-        engine.delivery.notify(url);
-    }
-    Ok(PollSummary::Fetched {
-        items,
-        report,
-        encoding,
-    })
-}
 
 /// `d` scaled by a random factor in [1 - jitter, 1 + jitter].
 fn jittered(d: Duration, jitter: f64) -> Duration {
@@ -213,6 +89,7 @@ pub async fn run_source(engine: Arc<Engine>, source: Source, mut shutdown: Shutd
                 if state.consecutive_failures > 0 {
                     info!(source = %source.id, url = %source.url, after_failures = state.consecutive_failures, "source recovered");
                 }
+                state.failing = None;
                 state.consecutive_failures = 0;
                 state.last_success = Some(now);
                 state.first_poll_done = true;
@@ -248,7 +125,16 @@ pub async fn run_source(engine: Arc<Engine>, source: Source, mut shutdown: Shutd
                     _ => None,
                 };
                 let delay = failure_delay(&source, state.consecutive_failures, retry_after);
-                warn!(source = %source.id, url = %source.url, error = %e, failures = state.consecutive_failures, retry_in = %humantime::format_duration(Duration::from_secs(delay.as_secs())), "poll failed");
+                let retry_in = humantime::format_duration(Duration::from_secs(delay.as_secs()));
+                // One warning per change of state, not one per failed poll: a source down
+                // for a day must not bury the log.
+                let reason = e.reason();
+                if state.failing.as_deref() != Some(reason.as_str()) {
+                    warn!(source = %source.id, url = %source.url, error = %e, reason = %reason, failures = state.consecutive_failures, retry_in = %retry_in, "source unhealthy");
+                    state.failing = Some(reason);
+                } else {
+                    debug!(source = %source.id, error = %e, failures = state.consecutive_failures, retry_in = %retry_in, "poll failed again");
+                }
                 delay
             }
         };

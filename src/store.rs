@@ -79,6 +79,24 @@ pub struct SourceState {
     /// Item ids of the last full (200) answer: a 304 means they are all still listed.
     #[serde(default)]
     pub current_items: Vec<String>,
+    /// Detail pages that failed, to retry on later polls.
+    #[serde(default)]
+    pub detail_pending: Vec<PendingDetail>,
+    /// The reason of the current failure streak (`None` when healthy): logged on change only.
+    #[serde(default)]
+    pub failing: Option<String>,
+    /// Unreadable dates are logged once per source, not on every poll.
+    #[serde(default)]
+    pub bad_dates_logged: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PendingDetail {
+    pub item_id: String,
+    pub url: String,
+    pub attempts: u32,
+    /// Whether the item was allowed to alert (false on a silent first poll).
+    pub alerting: bool,
 }
 
 /// An alert waiting for its webhook to acknowledge it.
@@ -331,7 +349,10 @@ impl Store {
         )
             .transaction(|(items, seen, urls, hashes, alerts_t, outbox)| {
                 items.insert(item.id.as_bytes(), item_json.as_slice())?;
-                seen.insert(item.id.as_bytes(), seen_json.as_slice())?;
+                // An update (a late detail page) keeps the original first-seen record.
+                if seen.get(item.id.as_bytes())?.is_none() {
+                    seen.insert(item.id.as_bytes(), seen_json.as_slice())?;
+                }
                 if let Some(u) = &item.canonical_url {
                     if urls.get(u.as_bytes())?.is_none() {
                         urls.insert(u.as_bytes(), item.id.as_bytes())?;
@@ -581,6 +602,7 @@ mod tests {
             published: None,
             fetched: Utc::now(),
             content_hash: None,
+            engagement: Default::default(),
         }
     }
 

@@ -7,6 +7,7 @@ mod raw;
 pub mod span;
 
 use crate::charset;
+use crate::source::html;
 use chrono_tz::Tz;
 use raw::{RawDaemon, RawDefaults, RawDepartment, RawSource, RawWebhook};
 use span::{KeyPath, Locator};
@@ -14,6 +15,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 use url::Url;
 
@@ -56,15 +58,30 @@ pub struct ClientSettings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SourceKind {
     Feed,
+    Html,
 }
 
 impl fmt::Display for SourceKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SourceKind::Feed => f.write_str("feed"),
+            SourceKind::Html => f.write_str("html"),
         }
     }
 }
+
+/// How an html source is read: compiled selectors, detail pages, pagination.
+#[derive(Debug, Clone)]
+pub struct HtmlSource {
+    pub list: html::HtmlSpec,
+    pub detail: Option<html::DetailSpec>,
+    /// A URL template with `{page}` (pages 2…max_pages; page 1 is `url`).
+    pub page_url: Option<String>,
+    pub max_pages: usize,
+}
+
+/// How many times a failed detail page is retried on later polls.
+pub const DETAIL_ATTEMPTS: u32 = 3;
 
 /// Requests per period, e.g. `1/2s`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,6 +154,10 @@ pub struct Source {
     pub max_body: u64,
     pub backlog: bool,
     pub max_age: Option<Duration>,
+    pub robots: bool,
+    pub date_format: Option<String>,
+    /// Set for `kind = "html"`.
+    pub html: Option<Arc<HtmlSource>>,
 }
 
 impl Source {
@@ -756,13 +777,12 @@ impl Validator {
             };
             let kind = match raw.kind.as_deref() {
                 Some("feed") => Some(SourceKind::Feed),
-                Some(k @ ("html" | "json")) => {
+                Some("html") => Some(SourceKind::Html),
+                Some(k @ "json") => {
                     self.issue(
                         &at,
                         Some("kind"),
-                        format!(
-                            "{k:?} sources are not supported by this build yet (only \"feed\")"
-                        ),
+                        format!("{k:?} sources are not supported by this build yet (only \"feed\" and \"html\")"),
                     );
                     None
                 }
@@ -785,8 +805,34 @@ impl Validator {
                     None
                 }
             };
-            if raw.select.is_some() && kind == Some(SourceKind::Feed) {
-                self.issue(&at, Some("select"), "feed sources take no selectors");
+            let html = match kind {
+                Some(SourceKind::Html) => self.html_source(&at, &raw),
+                _ => {
+                    for (key, set) in [
+                        ("select", raw.select.is_some()),
+                        ("preset", raw.preset.is_some()),
+                        ("detail", raw.detail.is_some()),
+                        ("page_url", raw.page_url.is_some()),
+                        ("max_pages", raw.max_pages.is_some()),
+                    ] {
+                        if set && kind.is_some() {
+                            self.issue(&at, Some(key), "only html sources take this key");
+                        }
+                    }
+                    None
+                }
+            };
+            if let Some(fmt) = &raw.date_format {
+                // chrono reports bad patterns only when used: check the items now.
+                let ok = chrono::format::StrftimeItems::new(fmt)
+                    .all(|i| !matches!(i, chrono::format::Item::Error));
+                if !ok {
+                    self.issue(
+                        &at,
+                        Some("date_format"),
+                        format!("{fmt:?} is not a valid strftime pattern"),
+                    );
+                }
             }
             let url = match raw.url.as_deref() {
                 None => {
@@ -832,6 +878,9 @@ impl Validator {
             if raw.enabled == Some(false) {
                 continue;
             }
+            if kind == Some(SourceKind::Html) && html.is_none() {
+                continue;
+            }
             if let (Some(id), Some(kind), Some(url)) = (id, kind, url) {
                 out.push(Source {
                     id,
@@ -850,10 +899,178 @@ impl Validator {
                     max_body: settings.max_body,
                     backlog: settings.backlog,
                     max_age: settings.max_age,
+                    robots: raw.robots.unwrap_or(true),
+                    date_format: raw.date_format.clone(),
+                    html,
                 });
             }
         }
         out
+    }
+
+    /// Compiles an html source's selectors (a preset overridden key by key by `select`).
+    fn html_source(&mut self, at: &At<'_>, raw: &RawSource) -> Option<Arc<HtmlSource>> {
+        let mut merged: BTreeMap<String, String> = BTreeMap::new();
+        if let Some(name) = &raw.preset {
+            match html::preset(name) {
+                Some(p) => {
+                    merged.extend(p.into_iter().map(|(k, v)| (k.to_string(), v.to_string())))
+                }
+                None => {
+                    self.issue(
+                        at,
+                        Some("preset"),
+                        format!(
+                            "{name:?} is not a preset (have: {})",
+                            html::PRESETS.join(", ")
+                        ),
+                    );
+                    return None;
+                }
+            }
+        }
+        merged.extend(raw.select.clone().unwrap_or_default());
+        let sel_at = At {
+            path: at.path.key("select"),
+            label: at.label,
+        };
+        let mut ok = true;
+        let item = match merged.remove("item") {
+            None => {
+                self.issue(
+                    at,
+                    Some("select"),
+                    "needs an `item` selector (one match per entry), or a preset",
+                );
+                return None;
+            }
+            Some(raw_item) => match scraper::Selector::parse(&raw_item) {
+                Ok(s) => Some((s, raw_item)),
+                Err(e) => {
+                    self.issue(
+                        &sel_at,
+                        Some("item"),
+                        format!("{raw_item:?} is not a valid CSS selector: {e}"),
+                    );
+                    ok = false;
+                    None
+                }
+            },
+        };
+        let mut fields = BTreeMap::new();
+        let mut next = None;
+        for (key, value) in &merged {
+            if key != "next" && !html::LIST_FIELDS.contains(&key.as_str()) {
+                self.issue(
+                    &sel_at,
+                    Some(key),
+                    format!(
+                        "is not a field (expected item, {}, next)",
+                        html::LIST_FIELDS.join(", ")
+                    ),
+                );
+                ok = false;
+                continue;
+            }
+            match html::FieldSpec::parse(value) {
+                Ok(f) if key == "next" => next = Some(f),
+                Ok(f) => {
+                    fields.insert(key.clone(), f);
+                }
+                Err(e) => {
+                    self.issue(&sel_at, Some(key), e);
+                    ok = false;
+                }
+            }
+        }
+        if ok && !fields.contains_key("title") && !fields.contains_key("link") {
+            self.issue(at, Some("select"), "needs a `title` or a `link` field");
+            ok = false;
+        }
+        let detail = match &raw.detail {
+            None => None,
+            Some(d) => {
+                let det_at = At {
+                    path: at.path.key("detail"),
+                    label: at.label,
+                };
+                let mut dfields = BTreeMap::new();
+                for (key, value) in d {
+                    if !html::DETAIL_FIELDS.contains(&key.as_str()) {
+                        self.issue(
+                            &det_at,
+                            Some(key),
+                            format!(
+                                "is not a detail field (expected {})",
+                                html::DETAIL_FIELDS.join(", ")
+                            ),
+                        );
+                        ok = false;
+                        continue;
+                    }
+                    match html::FieldSpec::parse(value) {
+                        Ok(f) => {
+                            dfields.insert(key.clone(), f);
+                        }
+                        Err(e) => {
+                            self.issue(&det_at, Some(key), e);
+                            ok = false;
+                        }
+                    }
+                }
+                if !d.contains_key("content") {
+                    self.issue(at, Some("detail"), "needs a `content` selector");
+                    ok = false;
+                }
+                Some(html::DetailSpec { fields: dfields })
+            }
+        };
+        if let Some(t) = &raw.page_url {
+            if !t.contains("{page}") {
+                self.issue(
+                    at,
+                    Some("page_url"),
+                    format!("{t:?} has no {{page}} placeholder"),
+                );
+                ok = false;
+            } else if Url::parse(&t.replace("{page}", "2")).is_err() {
+                self.issue(
+                    at,
+                    Some("page_url"),
+                    format!("{t:?} does not make a valid URL"),
+                );
+                ok = false;
+            }
+        }
+        let paginated = next.is_some() || raw.page_url.is_some();
+        let max_pages = match raw.max_pages {
+            None if paginated => 3,
+            None => 1,
+            Some(n) if (1..=50).contains(&n) => n as usize,
+            Some(n) => {
+                self.issue(
+                    at,
+                    Some("max_pages"),
+                    format!("{n} must be between 1 and 50"),
+                );
+                ok = false;
+                1
+            }
+        };
+        let (item, item_raw) = item?;
+        ok.then(|| {
+            Arc::new(HtmlSource {
+                list: html::HtmlSpec {
+                    item,
+                    item_raw,
+                    fields,
+                    next,
+                },
+                detail,
+                page_url: raw.page_url.clone(),
+                max_pages,
+            })
+        })
     }
 
     fn departments(

@@ -59,9 +59,19 @@ pub struct RawSource {
     pub max_backoff: Option<String>,
     pub backlog: Option<bool>,
     pub max_age: Option<String>,
-    /// Selectors of html/json sources; accepted so such a config gets the "not supported by
-    /// this build" error instead of an unknown-key error.
-    pub select: Option<BTreeMap<String, serde_json::Value>>,
+    /// html: CSS selectors per field (`item`, `title`, `link`, …, `next`).
+    pub select: Option<BTreeMap<String, String>>,
+    /// html: a named selector set (discuz, dvbbs, tieba, gov-list) that `select` overrides.
+    pub preset: Option<String>,
+    /// html: selectors on each new entry's own page (`content`, `title`, `published`, `author`).
+    pub detail: Option<BTreeMap<String, String>>,
+    /// html: a page URL template with `{page}`, for lists paginated by number.
+    pub page_url: Option<String>,
+    pub max_pages: Option<i64>,
+    /// Honour robots.txt (default true).
+    pub robots: Option<bool>,
+    /// A chrono strftime pattern tried first for this source's dates.
+    pub date_format: Option<String>,
 }
 
 impl RawSource {

@@ -197,6 +197,7 @@ fn to_entry(e: feed_rs::model::Entry) -> Entry {
         text,
         author,
         published: e.published.or(e.updated),
+        engagement: Default::default(),
     }
 }
 

@@ -2,6 +2,7 @@
 //! I/O here, so every extractor is tested on fixtures.
 
 pub mod feed;
+pub mod html;
 
 use crate::item::Entry;
 

@@ -1,0 +1,507 @@
+//! Owns one poll of one source: fetch (all pages, detail pages, robots.txt for html),
+//! extract, ingest, and waking delivery for what was queued. The scheduler decides when.
+
+use crate::config::{Config, HtmlSource, Source, SourceKind, DETAIL_ATTEMPTS};
+use crate::fetch::{Conditional, FetchError, FetchOutcome, Fetcher};
+use crate::ingest::{alerts_for, ingest, IngestReport};
+use crate::item::{build_items, Item};
+use crate::robots::{Denied, Robots};
+use crate::rules::Matcher;
+use crate::source::html::{self, HtmlContext};
+use crate::source::{feed, ExtractError, Extracted};
+use crate::store::{PendingDetail, SourceState, Store, StoreError};
+use crate::webhook::Delivery;
+use chrono::{DateTime, Utc};
+use std::sync::Arc;
+use tracing::{debug, info, warn};
+
+/// Everything a poll needs, shared by all source tasks.
+pub struct Engine {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub fetcher: Arc<Fetcher>,
+    pub matcher: Arc<Matcher>,
+    pub delivery: Arc<Delivery>,
+    pub robots: Robots,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PollError {
+    #[error("fetch failed: {0}")]
+    Fetch(#[from] FetchError),
+    #[error("cannot extract items: {0}")]
+    Extract(#[from] ExtractError),
+    #[error("store failed: {0}")]
+    Store(#[from] StoreError),
+    #[error("worker task failed: {0}")]
+    Task(String),
+    #[error("blocked by robots.txt: {0}")]
+    Robots(#[from] Denied),
+    /// An html list page answered but the selectors found nothing, where they used to.
+    #[error("selectors matched nothing on {url} (it used to list items): site redesign, captcha or login wall?")]
+    NoItems { url: String },
+}
+
+impl PollError {
+    /// A short, stable description of the failure's kind, to log once per change of state.
+    pub fn reason(&self) -> String {
+        match self {
+            PollError::Fetch(FetchError::Status { status, .. }) => format!("http {status}"),
+            PollError::Fetch(e) => format!("fetch {}", e.kind()),
+            PollError::Extract(_) => "extract".into(),
+            PollError::Store(_) => "store".into(),
+            PollError::Task(_) => "task".into(),
+            PollError::Robots(_) => "robots".into(),
+            PollError::NoItems { .. } => "no items".into(),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum PollSummary {
+    NotModified,
+    Fetched {
+        items: usize,
+        report: IngestReport,
+        encoding: &'static str,
+    },
+}
+
+/// Decodes and parses a fetched feed into items (no I/O).
+pub fn extract_items(
+    source: &Source,
+    body: &[u8],
+    content_type: Option<&str>,
+    config: &Config,
+    now: DateTime<Utc>,
+) -> Result<(Extracted, Vec<Item>), ExtractError> {
+    let ctx = feed::FeedContext {
+        content_type,
+        base_url: Some(source.url.as_str()),
+        encoding_override: source.encoding,
+        timezone: config.daemon.timezone,
+        now,
+    };
+    let extracted = feed::extract(body, &ctx)?;
+    let items = build_items(&source.id, extracted.entries.clone(), now);
+    Ok((extracted, items))
+}
+
+fn task_failed(e: tokio::task::JoinError) -> PollError {
+    PollError::Task(e.to_string())
+}
+
+/// Keeps the identities of everything last listed alive after a 304, or a page unchanged for
+/// longer than the retention would re-alert its old items.
+async fn touch_current(engine: &Engine, state: &SourceState) -> Result<(), PollError> {
+    let store = engine.store.clone();
+    let ids = state.current_items.clone();
+    tokio::task::spawn_blocking(move || store.touch_seen(&ids, Utc::now()))
+        .await
+        .map_err(task_failed)??;
+    Ok(())
+}
+
+/// Stores what is new among `items`, flushes, and wakes delivery.
+async fn ingest_and_notify(
+    engine: &Engine,
+    source: &Source,
+    items: Vec<Item>,
+    alerting: bool,
+) -> Result<IngestReport, PollError> {
+    let store = engine.store.clone();
+    let matcher = engine.matcher.clone();
+    let config = engine.config.clone();
+    let src = source.clone();
+    let report = tokio::task::spawn_blocking(move || {
+        let report = ingest(
+            &store,
+            &matcher,
+            &config.departments,
+            &src,
+            &items,
+            alerting,
+            Utc::now(),
+        )?;
+        // Durable before any delivery attempt: an alert, once raised, survives a crash.
+        if report.new > 0 || report.duplicates > 0 {
+            store.flush()?;
+        }
+        Ok::<_, PollError>(report)
+    })
+    .await
+    .map_err(task_failed)??;
+    for (_, url) in &report.queued {
+        engine.delivery.notify(url);
+    }
+    Ok(report)
+}
+
+/// One poll of one source: fetch, extract, store, queue alerts, wake delivery.
+pub async fn poll(
+    engine: &Engine,
+    source: &Source,
+    state: &mut SourceState,
+) -> Result<PollSummary, PollError> {
+    match (&source.kind, &source.html) {
+        (SourceKind::Html, Some(spec)) => poll_html(engine, source, spec, state).await,
+        _ => poll_feed(engine, source, state).await,
+    }
+}
+
+async fn poll_feed(
+    engine: &Engine,
+    source: &Source,
+    state: &mut SourceState,
+) -> Result<PollSummary, PollError> {
+    let cond = Conditional {
+        etag: state.etag.clone(),
+        last_modified: state.last_modified.clone(),
+    };
+    let fetched = match engine.fetcher.fetch(source, &cond).await? {
+        FetchOutcome::NotModified => {
+            touch_current(engine, state).await?;
+            return Ok(PollSummary::NotModified);
+        }
+        FetchOutcome::Body(f) => f,
+    };
+    let alerting = source.backlog || state.first_poll_done;
+    let config = engine.config.clone();
+    let src = source.clone();
+    let content_type = fetched.content_type.clone();
+    let body = fetched.body;
+    let (items, encoding) = tokio::task::spawn_blocking(move || {
+        extract_items(&src, &body, content_type.as_deref(), &config, Utc::now())
+            .map(|(x, items)| (items, x.encoding))
+    })
+    .await
+    .map_err(task_failed)??;
+    state.current_items = items.iter().map(|i| i.id.clone()).collect();
+    let count = items.len();
+    let report = ingest_and_notify(engine, source, items, alerting).await?;
+    state.etag = fetched.etag;
+    state.last_modified = fetched.last_modified;
+    Ok(PollSummary::Fetched {
+        items: count,
+        report,
+        encoding,
+    })
+}
+
+/// One list page, read on a blocking thread: entries, items, and how many are already known.
+struct PageRead {
+    page: html::ListPage,
+    items: Vec<Item>,
+    known: usize,
+}
+
+async fn read_list_page(
+    engine: &Engine,
+    source: &Source,
+    spec: &Arc<HtmlSource>,
+    page_url: &url::Url,
+    fetched: crate::fetch::Fetched,
+) -> Result<PageRead, PollError> {
+    let store = engine.store.clone();
+    let config = engine.config.clone();
+    let src = source.clone();
+    let spec = spec.clone();
+    let page_url = page_url.clone();
+    tokio::task::spawn_blocking(move || {
+        let now = Utc::now();
+        let ctx = HtmlContext {
+            content_type: fetched.content_type.as_deref(),
+            page_url: &page_url,
+            encoding_override: src.encoding,
+            timezone: config.daemon.timezone,
+            now,
+            date_format: src.date_format.as_deref(),
+        };
+        let page = html::extract_list(&fetched.body, &spec.list, &ctx);
+        let items = build_items(&src.id, page.entries.clone(), now);
+        let mut known = 0;
+        for it in &items {
+            if store.seen(&it.id)?.is_some() {
+                known += 1;
+            }
+        }
+        Ok::<_, PollError>(PageRead { page, items, known })
+    })
+    .await
+    .map_err(task_failed)?
+}
+
+/// Fetches and reads one detail page.
+async fn fetch_detail(
+    engine: &Engine,
+    source: &Source,
+    spec: &Arc<HtmlSource>,
+    url: &str,
+) -> Result<html::DetailPage, PollError> {
+    let Some(detail_spec) = spec.detail.clone() else {
+        return Ok(html::DetailPage::default());
+    };
+    let parsed = url::Url::parse(url).map_err(|e| PollError::Task(format!("{url}: {e}")))?;
+    engine
+        .robots
+        .check(&engine.fetcher, source, &parsed)
+        .await?;
+    let fetched = match engine
+        .fetcher
+        .fetch_url(source, url, &Conditional::default())
+        .await?
+    {
+        FetchOutcome::Body(f) => f,
+        FetchOutcome::NotModified => return Ok(html::DetailPage::default()),
+    };
+    let config = engine.config.clone();
+    let src = source.clone();
+    tokio::task::spawn_blocking(move || {
+        let ctx = HtmlContext {
+            content_type: fetched.content_type.as_deref(),
+            page_url: &parsed,
+            encoding_override: src.encoding,
+            timezone: config.daemon.timezone,
+            now: Utc::now(),
+            date_format: src.date_format.as_deref(),
+        };
+        html::extract_detail(&fetched.body, &detail_spec, &ctx)
+    })
+    .await
+    .map_err(task_failed)
+}
+
+/// What a detail page changes in an item. Content becomes the text matched; an empty
+/// content keeps the list summary.
+fn apply_detail(item: &mut Item, d: &html::DetailPage) {
+    if let Some(c) = d.content.as_ref().filter(|c| !c.is_empty()) {
+        item.text = c.clone();
+        let body = crate::text::significant(&item.text);
+        item.content_hash = (body.chars().count() >= crate::item::MIN_HASH_CHARS)
+            .then(|| crate::item::short_hash(&[&crate::text::significant(&item.title), &body]));
+    }
+    if let Some(t) = d.title.as_ref().filter(|t| !t.is_empty()) {
+        item.title = t.clone();
+    }
+    if d.published.is_some() {
+        item.published = d.published;
+    }
+    if let Some(a) = d.author.as_ref().filter(|a| !a.is_empty()) {
+        item.author = Some(a.clone());
+    }
+}
+
+async fn poll_html(
+    engine: &Engine,
+    source: &Source,
+    spec: &Arc<HtmlSource>,
+    state: &mut SourceState,
+) -> Result<PollSummary, PollError> {
+    let alerting = source.backlog || state.first_poll_done;
+    let mut items: Vec<Item> = Vec::new();
+    let mut encoding = "";
+    let mut page_url = source.url.clone();
+    let mut bad_dates: Vec<String> = Vec::new();
+    for page_no in 1..=spec.max_pages {
+        engine
+            .robots
+            .check(&engine.fetcher, source, &page_url)
+            .await?;
+        let cond = if page_no == 1 {
+            Conditional {
+                etag: state.etag.clone(),
+                last_modified: state.last_modified.clone(),
+            }
+        } else {
+            Conditional::default()
+        };
+        let fetched = match engine
+            .fetcher
+            .fetch_url(source, page_url.as_str(), &cond)
+            .await
+        {
+            Ok(FetchOutcome::Body(f)) => f,
+            Ok(FetchOutcome::NotModified) if page_no == 1 => {
+                touch_current(engine, state).await?;
+                retry_details(engine, source, spec, state).await;
+                return Ok(PollSummary::NotModified);
+            }
+            Ok(FetchOutcome::NotModified) => break,
+            Err(e) if page_no == 1 => return Err(e.into()),
+            Err(e) => {
+                // Page 1 is in hand: a failing later page costs only what it would have added.
+                warn!(source = %source.id, url = %page_url, page = page_no, error = %e, "list page failed; keeping the pages before it");
+                break;
+            }
+        };
+        if page_no == 1 {
+            state.etag = fetched.etag.clone();
+            state.last_modified = fetched.last_modified.clone();
+        }
+        let read = read_list_page(engine, source, spec, &page_url, fetched).await?;
+        if page_no == 1 {
+            encoding = read.page.encoding;
+        }
+        bad_dates.extend(read.page.bad_dates.iter().cloned());
+        let all_known = !read.items.is_empty() && read.known == read.items.len();
+        let next = read.page.next.clone().or_else(|| {
+            spec.page_url.as_ref().and_then(|t| {
+                url::Url::parse(&t.replace("{page}", &(page_no + 1).to_string())).ok()
+            })
+        });
+        let empty = read.items.is_empty();
+        items.extend(read.items);
+        if all_known || empty {
+            break;
+        }
+        match next {
+            Some(n) if n != page_url => page_url = n,
+            _ => break,
+        }
+    }
+    // Sticky threads repeat on every page.
+    let mut seen_ids = std::collections::HashSet::new();
+    items.retain(|it| seen_ids.insert(it.id.clone()));
+
+    if items.is_empty() && state.items_total_seen > 0 {
+        return Err(PollError::NoItems {
+            url: source.url.to_string(),
+        });
+    }
+    if !bad_dates.is_empty() && !state.bad_dates_logged {
+        warn!(source = %source.id, examples = ?bad_dates.iter().take(3).collect::<Vec<_>>(), "dates not understood; those items keep their fetch time (set date_format?)");
+        state.bad_dates_logged = true;
+    }
+
+    // New entries get their detail page before matching, so body-only keywords count.
+    if spec.detail.is_some() {
+        let store = engine.store.clone();
+        let ids: Vec<String> = items.iter().map(|i| i.id.clone()).collect();
+        let unseen: std::collections::HashSet<String> = tokio::task::spawn_blocking(move || {
+            let mut out = std::collections::HashSet::new();
+            for id in ids {
+                if store.seen(&id)?.is_none() {
+                    out.insert(id);
+                }
+            }
+            Ok::<_, StoreError>(out)
+        })
+        .await
+        .map_err(task_failed)??;
+        for item in items.iter_mut().filter(|i| unseen.contains(&i.id)) {
+            let Some(url) = item.url.clone() else {
+                continue;
+            };
+            match fetch_detail(engine, source, spec, &url).await {
+                Ok(d) => apply_detail(item, &d),
+                Err(e) => {
+                    debug!(source = %source.id, url = %url, error = %e, "detail page failed; matching on the list entry and retrying later");
+                    state.detail_pending.retain(|p| p.item_id != item.id);
+                    state.detail_pending.push(PendingDetail {
+                        item_id: item.id.clone(),
+                        url,
+                        attempts: 1,
+                        alerting,
+                    });
+                }
+            }
+        }
+    }
+    state.current_items = items.iter().map(|i| i.id.clone()).collect();
+    let count = items.len();
+    let just_failed: std::collections::HashSet<String> = state
+        .detail_pending
+        .iter()
+        .filter(|p| p.attempts == 1)
+        .map(|p| p.item_id.clone())
+        .collect();
+    let report = ingest_and_notify(engine, source, items, alerting).await?;
+    retry_details_except(engine, source, spec, state, &just_failed).await;
+    Ok(PollSummary::Fetched {
+        items: count,
+        report,
+        encoding,
+    })
+}
+
+async fn retry_details(
+    engine: &Engine,
+    source: &Source,
+    spec: &Arc<HtmlSource>,
+    state: &mut SourceState,
+) {
+    retry_details_except(engine, source, spec, state, &Default::default()).await
+}
+
+/// Retries detail pages that failed on earlier polls; keywords found only now still alert
+/// (alert ids are per item and department, so nothing already raised is raised again).
+async fn retry_details_except(
+    engine: &Engine,
+    source: &Source,
+    spec: &Arc<HtmlSource>,
+    state: &mut SourceState,
+    skip: &std::collections::HashSet<String>,
+) {
+    let pending = std::mem::take(&mut state.detail_pending);
+    for mut p in pending {
+        if skip.contains(&p.item_id) {
+            state.detail_pending.push(p);
+            continue;
+        }
+        match fetch_detail(engine, source, spec, &p.url).await {
+            Ok(d) => {
+                let store = engine.store.clone();
+                let matcher = engine.matcher.clone();
+                let config = engine.config.clone();
+                let item_id = p.item_id.clone();
+                let alerting = p.alerting;
+                let r = tokio::task::spawn_blocking(move || {
+                    let Some(mut item) = store.item(&item_id)? else {
+                        return Ok::<_, StoreError>(Vec::new());
+                    };
+                    apply_detail(&mut item, &d);
+                    let now = Utc::now();
+                    let alerts = if alerting {
+                        alerts_for(&matcher, &config.departments, &item, now)
+                    } else {
+                        Vec::new()
+                    };
+                    let committed = store.commit_item(&item, &alerts, now)?;
+                    store.flush()?;
+                    Ok(alerts
+                        .into_iter()
+                        .filter(|a| committed.queued.contains(&a.id))
+                        .map(|a| a.url)
+                        .collect())
+                })
+                .await;
+                match r {
+                    Ok(Ok(urls)) => {
+                        if !urls.is_empty() {
+                            info!(source = %source.id, url = %p.url, alerts = urls.len(), "detail page arrived late and raised alerts");
+                        }
+                        for u in urls {
+                            engine.delivery.notify(&u);
+                        }
+                    }
+                    Ok(Err(e)) => {
+                        warn!(source = %source.id, error = %e, "cannot update item with its detail page");
+                        state.detail_pending.push(p);
+                    }
+                    Err(e) => {
+                        warn!(source = %source.id, error = %e, "detail task failed");
+                        state.detail_pending.push(p);
+                    }
+                }
+            }
+            Err(e) => {
+                p.attempts += 1;
+                if p.attempts > DETAIL_ATTEMPTS {
+                    warn!(source = %source.id, url = %p.url, error = %e, attempts = DETAIL_ATTEMPTS, "detail page given up; the item stays matched on its list entry");
+                } else {
+                    state.detail_pending.push(p);
+                }
+            }
+        }
+    }
+}
