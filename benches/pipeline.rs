@@ -12,7 +12,7 @@
 use chrono::Utc;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
-use tingfeng::config::{Department, RateLimit, Source, SourceKind};
+use tingfeng::config::{Department, Source};
 use tingfeng::ingest::{alerts_for, ingest};
 use tingfeng::item::build_items;
 use tingfeng::rules::Matcher;
@@ -44,27 +44,10 @@ fn fixture(name: &str) -> Vec<u8> {
 }
 
 fn source(id: &str) -> Source {
-    Source {
-        id: id.into(),
-        kind: SourceKind::Feed,
-        url: url::Url::parse("https://bench.example/feed").unwrap(),
-        name: None,
-        encoding: None,
-        headers: vec![],
-        interval: Duration::from_secs(300),
-        jitter: 0.1,
-        max_backoff: Duration::from_secs(3600),
-        timeout: Duration::from_secs(20),
-        per_host: RateLimit {
-            requests: 1,
-            per: Duration::from_secs(2),
-        },
-        max_in_flight_per_host: 1,
-        user_agent: "bench".into(),
-        max_body: 10 << 20,
-        backlog: true,
-        max_age: None,
-    }
+    Source::feed(
+        id,
+        url::Url::parse("https://bench.example/feed").expect("url"),
+    )
 }
 
 /// 1,000 distinct keywords in 20 departments: typical 政务 terms, 100 words taken from the

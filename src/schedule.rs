@@ -157,30 +157,13 @@ pub async fn run_source(engine: Arc<Engine>, source: Source, mut shutdown: Shutd
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::RateLimit;
 
     fn source(interval: u64) -> Source {
-        Source {
-            id: "s".into(),
-            kind: SourceKind::Feed,
-            url: url::Url::parse("https://a.cn/feed").unwrap(),
-            name: None,
-            encoding: None,
-            headers: vec![],
-            interval: Duration::from_secs(interval),
-            jitter: 0.0,
-            max_backoff: Duration::from_secs(3600),
-            timeout: Duration::from_secs(5),
-            per_host: RateLimit {
-                requests: 1,
-                per: Duration::from_secs(1),
-            },
-            max_in_flight_per_host: 1,
-            user_agent: "t".into(),
-            max_body: 1000,
-            backlog: true,
-            max_age: None,
-        }
+        let mut s = Source::feed("s", url::Url::parse("https://a.cn/feed").unwrap());
+        s.interval = Duration::from_secs(interval);
+        s.jitter = 0.0;
+        s.max_backoff = Duration::from_secs(3600);
+        s
     }
 
     #[test]

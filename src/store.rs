@@ -182,14 +182,29 @@ fn from_json<T: for<'de> Deserialize<'de>>(
 
 impl Store {
     pub fn open(path: &Path, cache_capacity_bytes: u64) -> Result<Store, StoreError> {
-        let db = sled::Config::new()
-            .path(path)
-            .cache_capacity(cache_capacity_bytes)
-            .open()
-            .map_err(|source| StoreError::Open {
-                path: path.display().to_string(),
-                source,
-            })?;
+        // sled releases its file lock from a background thread after the last handle is
+        // dropped, so a store closed a moment ago (a restart, a test) can still be locked.
+        let mut attempt = 0;
+        let db = loop {
+            let r = sled::Config::new()
+                .path(path)
+                .cache_capacity(cache_capacity_bytes)
+                .open();
+            match r {
+                Err(sled::Error::Io(e))
+                    if e.to_string().contains("could not acquire lock") && attempt < 30 =>
+                {
+                    attempt += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                other => {
+                    break other.map_err(|source| StoreError::Open {
+                        path: path.display().to_string(),
+                        source,
+                    })?
+                }
+            }
+        };
         let meta = db.open_tree("meta")?;
         match meta.get("schema")? {
             None => {

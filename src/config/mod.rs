@@ -161,6 +161,33 @@ pub struct Source {
 }
 
 impl Source {
+    /// A feed source with the built-in defaults (for tools and tests that build sources
+    /// without a config file).
+    pub fn feed(id: &str, url: Url) -> Source {
+        let base = SourceBase::fallback();
+        Source {
+            id: id.to_string(),
+            kind: SourceKind::Feed,
+            url,
+            name: None,
+            encoding: None,
+            headers: Vec::new(),
+            interval: base.interval,
+            jitter: base.jitter,
+            max_backoff: base.max_backoff,
+            timeout: base.timeout,
+            per_host: base.per_host,
+            max_in_flight_per_host: base.max_in_flight_per_host,
+            user_agent: base.user_agent,
+            max_body: base.max_body,
+            backlog: base.backlog,
+            max_age: base.max_age,
+            robots: true,
+            date_format: None,
+            html: None,
+        }
+    }
+
     /// The key the per-host limits are kept under: host and port, since two servers on one
     /// host but different ports are different servers.
     pub fn host_key(&self) -> String {
