@@ -21,9 +21,16 @@ enum Rules {
     Parsed(texting_robots::Robot),
 }
 
+/// Rules of one host, when they were fetched and for how long they hold.
+struct Cached {
+    at: Instant,
+    ttl: Duration,
+    rules: Arc<Rules>,
+}
+
 #[derive(Default)]
 pub struct Robots {
-    cache: Mutex<HashMap<String, (Instant, Duration, Arc<Rules>)>>,
+    cache: Mutex<HashMap<String, Cached>>,
 }
 
 /// Why a URL may not be fetched.
@@ -51,18 +58,22 @@ impl Robots {
             let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
             cache
                 .get(&key)
-                .filter(|(at, ttl, _)| at.elapsed() < *ttl)
-                .map(|(_, _, r)| r.clone())
+                .filter(|c| c.at.elapsed() < c.ttl)
+                .map(|c| c.rules.clone())
         };
         let rules = match cached {
             Some(r) => r,
             None => {
                 let (rules, ttl) = self.load(fetcher, source, url).await;
                 let rules = Arc::new(rules);
-                self.cache
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(key, (Instant::now(), ttl, rules.clone()));
+                self.cache.lock().unwrap_or_else(|p| p.into_inner()).insert(
+                    key,
+                    Cached {
+                        at: Instant::now(),
+                        ttl,
+                        rules: rules.clone(),
+                    },
+                );
                 rules
             }
         };

@@ -198,7 +198,7 @@ pub fn parse_count(s: &str) -> Option<u64> {
         _ => 1.0,
     };
     let v = num * mult;
-    (v.is_finite() && v >= 0.0 && v < 1e15).then_some(v as u64)
+    (0.0..1e15).contains(&v).then_some(v as u64)
 }
 
 /// How to read one document.
