@@ -244,7 +244,7 @@ impl Fetcher {
             .timeout(source.timeout)
             .send()
             .await
-            .map_err(classify)?;
+            .map_err(|e| classify(e, source.timeout))?;
         let status = resp.status();
         if status == reqwest::StatusCode::NOT_MODIFIED {
             return Ok(FetchOutcome::NotModified);
@@ -275,7 +275,11 @@ impl Fetcher {
         let last_modified = header_str(header::LAST_MODIFIED);
         let final_url = resp.url().to_string();
         let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(classify)? {
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| classify(e, source.timeout))?
+        {
             if body.len() as u64 + chunk.len() as u64 > limit {
                 return Err(FetchError::TooLarge { limit });
             }
@@ -292,11 +296,9 @@ impl Fetcher {
     }
 }
 
-fn classify(e: reqwest::Error) -> FetchError {
+fn classify(e: reqwest::Error, timeout: Duration) -> FetchError {
     if e.is_timeout() {
-        FetchError::Timeout {
-            after: Duration::ZERO,
-        }
+        FetchError::Timeout { after: timeout }
     } else if e.is_connect() {
         FetchError::Connect(error_chain(&e))
     } else {

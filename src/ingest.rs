@@ -56,6 +56,7 @@ pub fn ingest(
     alerting: bool,
     now: DateTime<Utc>,
 ) -> Result<IngestReport, StoreError> {
+    let _exclusive = store.ingest_guard();
     let mut report = IngestReport::default();
     let mut known: Vec<&str> = Vec::new();
     for item in items {

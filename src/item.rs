@@ -76,9 +76,15 @@ pub fn short_hash(parts: &[&str]) -> String {
     hex::encode(&h.finalize()[..16])
 }
 
-/// Turns one poll's entries into items. Identity: the GUID, else the full link (fragment
-/// included), else a hash of title + text. Entries of one batch that would share an identity
-/// but differ in content get the content hash appended, so two distinct entries never collapse.
+/// Turns one poll's entries into items.
+///
+/// Identity, which must not depend on what else the poll contained (or an entry would change
+/// id, and alert again, when a neighbour appears): the GUID; else the full link (fragment
+/// included) plus a hash of the title, because feeds and list pages do give distinct entries
+/// one link; else a hash of title + text. An edited title of a guid-less entry is therefore a
+/// new item — a loud outcome, where the alternative (a silent miss) is not acceptable.
+/// Entries of one batch sharing a GUID but differing in content (broken feeds) get their
+/// title hash appended.
 pub fn build_items(source: &str, entries: Vec<Entry>, fetched: DateTime<Utc>) -> Vec<Item> {
     // Bodies repeated across many entries are site boilerplate, not story text.
     let mut body_counts: std::collections::HashMap<String, usize> = Default::default();
@@ -93,17 +99,30 @@ pub fn build_items(source: &str, entries: Vec<Entry>, fetched: DateTime<Utc>) ->
         body_counts.get(&s).copied().unwrap_or(0) >= 3
     };
 
+    let mut link_counts: std::collections::HashMap<String, usize> = Default::default();
+    for e in &entries {
+        if let Some(u) = e.link.as_deref().and_then(absolute_http_url) {
+            *link_counts.entry(u).or_default() += 1;
+        }
+    }
+
     let mut items: Vec<Item> = entries
         .into_iter()
         .map(|e| {
-            let content_key = short_hash(&[&e.title, &e.text]);
+            let title_key = short_hash(&[&crate::text::significant(&e.title)]);
             let identity = match (&e.guid, &e.link) {
                 (Some(g), _) if !g.trim().is_empty() => format!("guid:{}", g.trim()),
-                (_, Some(l)) if !l.trim().is_empty() => format!("link:{}", l.trim()),
-                _ => format!("hash:{content_key}"),
+                (_, Some(l)) if !l.trim().is_empty() => format!("link:{}#t={title_key}", l.trim()),
+                _ => format!("hash:{}", short_hash(&[&e.title, &e.text])),
             };
             let url = e.link.as_deref().and_then(absolute_http_url);
-            let canonical_url = url.as_deref().and_then(canonical_url);
+            // A link with a fragment, or one shared by several entries, or a site root, names
+            // a page, not a story: it must not merge stories across sources.
+            let canonical_url = url
+                .as_deref()
+                .filter(|u| !u.contains('#') && link_counts.get(*u).copied().unwrap_or(0) < 2)
+                .and_then(canonical_url)
+                .filter(|c| Url::parse(c).is_ok_and(|u| u.path() != "/" || u.query().is_some()));
             let body = if boilerplate(&e.text) {
                 String::new()
             } else {
@@ -133,12 +152,13 @@ pub fn build_items(source: &str, entries: Vec<Entry>, fetched: DateTime<Utc>) ->
         *counts.entry(it.identity.clone()).or_default() += 1;
     }
     for it in &mut items {
-        if counts.get(&it.identity).copied().unwrap_or(0) > 1 {
-            it.identity = format!("{}#{}", it.identity, short_hash(&[&it.title, &it.text]));
+        if it.identity.starts_with("guid:") && counts.get(&it.identity).copied().unwrap_or(0) > 1 {
+            let title_key = short_hash(&[&crate::text::significant(&it.title)]);
+            it.identity = format!("{}#t={title_key}", it.identity);
         }
         it.id = short_hash(&[source, &it.identity]);
     }
-    // Entries identical in identity *and* content are the same entry listed twice.
+    // Entries identical in identity are the same entry listed twice.
     let mut seen = std::collections::HashSet::new();
     items.retain(|it| seen.insert(it.id.clone()));
     items
@@ -246,8 +266,8 @@ mod tests {
         let items = build_items("s", entries, now());
         assert_eq!(items.len(), 2);
         assert_ne!(items[0].id, items[1].id);
-        // Same page for cross-site dedup purposes, though.
-        assert_eq!(items[0].canonical_url, items[1].canonical_url);
+        // A fragment names a part of a page: never a cross-source dedup key.
+        assert_eq!(items[0].canonical_url, None);
     }
 
     #[test]

@@ -213,6 +213,7 @@ async fn try_source(cfg: Config, id: String, json: bool) -> ExitCode {
     let (encoding, evidence, items) = match &source.html {
         None => match extract_items(
             &source,
+            &fetched.final_url,
             &fetched.body,
             fetched.content_type.as_deref(),
             &cfg,

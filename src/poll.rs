@@ -70,6 +70,7 @@ pub enum PollSummary {
 /// Decodes and parses a fetched feed into items (no I/O).
 pub fn extract_items(
     source: &Source,
+    base_url: &str,
     body: &[u8],
     content_type: Option<&str>,
     config: &Config,
@@ -77,7 +78,8 @@ pub fn extract_items(
 ) -> Result<(Extracted, Vec<Item>), ExtractError> {
     let ctx = feed::FeedContext {
         content_type,
-        base_url: Some(source.url.as_str()),
+        // Relative links resolve against where the fetch landed (after redirects).
+        base_url: Some(base_url),
         encoding_override: source.encoding,
         timezone: config.daemon.timezone,
         now,
@@ -170,9 +172,17 @@ async fn poll_feed(
     let src = source.clone();
     let content_type = fetched.content_type.clone();
     let body = fetched.body;
+    let base = fetched.final_url.clone();
     let (items, encoding) = tokio::task::spawn_blocking(move || {
-        extract_items(&src, &body, content_type.as_deref(), &config, Utc::now())
-            .map(|(x, items)| (items, x.encoding))
+        extract_items(
+            &src,
+            &base,
+            &body,
+            content_type.as_deref(),
+            &config,
+            Utc::now(),
+        )
+        .map(|(x, items)| (items, x.encoding))
     })
     .await
     .map_err(task_failed)??;
@@ -338,7 +348,8 @@ async fn poll_html(
             state.etag = fetched.etag.clone();
             state.last_modified = fetched.last_modified.clone();
         }
-        let read = read_list_page(engine, source, spec, &page_url, fetched).await?;
+        let landed = url::Url::parse(&fetched.final_url).unwrap_or_else(|_| page_url.clone());
+        let read = read_list_page(engine, source, spec, &landed, fetched).await?;
         if page_no == 1 {
             encoding = read.page.encoding;
         }

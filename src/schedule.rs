@@ -16,6 +16,9 @@ use tracing::{debug, info, warn};
 /// without firing every source at the same instant.
 const FIRST_POLL_SPREAD: Duration = Duration::from_secs(10);
 
+/// The longest pause a server's Retry-After can impose on a source.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
+
 /// `d` scaled by a random factor in [1 - jitter, 1 + jitter].
 fn jittered(d: Duration, jitter: f64) -> Duration {
     let f = 1.0 + jitter * (fastrand::f64() * 2.0 - 1.0);
@@ -32,7 +35,8 @@ pub fn failure_delay(source: &Source, failures: u32, retry_after: Option<Duratio
         .min(source.max_backoff.max(source.interval));
     let d = jittered(exp, source.jitter);
     match retry_after {
-        Some(ra) => d.max(ra),
+        // A server may ask for a pause, not for the source to be dropped: at most a day.
+        Some(ra) => d.max(ra.min(MAX_RETRY_AFTER)),
         None => d,
     }
 }
@@ -41,7 +45,11 @@ pub fn failure_delay(source: &Source, failures: u32, retry_after: Option<Duratio
 pub fn initial_delay(source: &Source, state: &SourceState, now: DateTime<Utc>) -> Duration {
     if let Some(next) = state.next_poll {
         if let Ok(wait) = (next - now).to_std() {
-            // A shortened interval in the config takes effect now, not after the old wait.
+            // A shortened interval in the config takes effect now, not after the old wait —
+            // but a backoff or a server's Retry-After survives the restart.
+            if state.consecutive_failures > 0 {
+                return wait;
+            }
             return wait.min(jittered(source.interval, source.jitter));
         }
     }
@@ -138,8 +146,9 @@ pub async fn run_source(engine: Arc<Engine>, source: Source, mut shutdown: Shutd
                 delay
             }
         };
-        state.next_poll =
-            Some(now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX));
+        state.next_poll = chrono::Duration::from_std(delay)
+            .ok()
+            .and_then(|d| now.checked_add_signed(d));
         let store = engine.store.clone();
         let id = source.id.clone();
         let snapshot = state.clone();

@@ -152,6 +152,9 @@ pub struct Committed {
 
 #[derive(Clone)]
 pub struct Store {
+    /// Held across "is this a duplicate?" and the write that answers it for the next item,
+    /// so two sources ingesting the same story at once cannot both alert.
+    ingest: std::sync::Arc<std::sync::Mutex<()>>,
     db: sled::Db,
     items: sled::Tree,
     seen: sled::Tree,
@@ -220,6 +223,7 @@ impl Store {
             }
         }
         Ok(Store {
+            ingest: Default::default(),
             items: db.open_tree("items")?,
             seen: db.open_tree("seen")?,
             urls: db.open_tree("urls")?,
@@ -230,6 +234,11 @@ impl Store {
             sources: db.open_tree("sources")?,
             db,
         })
+    }
+
+    /// Exclusive right to run dedup + commit (see the `ingest` field).
+    pub fn ingest_guard(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.ingest.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Makes everything written so far durable.

@@ -171,6 +171,19 @@ impl Delivery {
             if !wait.is_zero() && !shutdown.sleep(wait).await {
                 return;
             }
+            // The entry may have been committed a moment ago by an ingest that has not
+            // flushed yet: nothing is sent before it is durable.
+            let store = self.store.clone();
+            if let Err(e) = tokio::task::spawn_blocking(move || store.flush())
+                .await
+                .unwrap_or_else(|e| Err(join_failed(e)))
+            {
+                warn!(error = %e, "cannot flush the store before sending; retrying in 5s");
+                if !shutdown.sleep(Duration::from_secs(5)).await {
+                    return;
+                }
+                continue;
+            }
             let attempt = self.send(&entry).await;
             let now = Utc::now();
             let store = self.store.clone();
@@ -184,8 +197,10 @@ impl Delivery {
                     self.stats.failed_attempts.fetch_add(1, Ordering::Relaxed);
                     entry.attempts = entry.attempts.saturating_add(1);
                     let delay = backoff(entry.attempts, self.max_backoff, after);
-                    entry.next_attempt =
-                        now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+                    entry.next_attempt = chrono::Duration::from_std(delay)
+                        .ok()
+                        .and_then(|d| now.checked_add_signed(d))
+                        .unwrap_or(now);
                     warn!(alert_id = %entry.alert_id, department = %entry.department, url = %entry.url, attempts = entry.attempts, error = %reason, retry_in = %humantime::format_duration(delay), "alert delivery failed; will retry");
                     entry.last_error = Some(reason);
                     tokio::task::spawn_blocking(move || store.outbox_update(&key, &entry)).await
@@ -238,7 +253,18 @@ impl Delivery {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| crate::fetch::parse_retry_after(v, std::time::SystemTime::now()));
         let code = status.as_u16();
-        if status.is_client_error() && code != 408 && code != 429 {
+        if status.is_redirection() {
+            let to = resp
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("?");
+            tracing::error!(url = %entry.url, status = code, location = %to, "webhook receiver redirects: fix the webhook URL (POSTs are not redirected); alerts wait");
+            Attempt::Retry {
+                reason: format!("HTTP {status} to {to}"),
+                after,
+            }
+        } else if status.is_client_error() && code != 408 && code != 429 {
             Attempt::Refused(format!("HTTP {status}"))
         } else {
             Attempt::Retry {
@@ -278,15 +304,19 @@ mod tests {
     fn signature_matches_a_known_vector() {
         // Computed independently: printf '1700000000.{"id":"x"}' | openssl dgst -sha256 -hmac secret
         let sig = sign(b"secret", 1_700_000_000, "{\"id\":\"x\"}");
-        assert!(sig.starts_with("sha256="));
-        assert_eq!(sig.len(), "sha256=".len() + 64);
-        assert_ne!(sig, sign(b"other", 1_700_000_000, "{\"id\":\"x\"}"));
+        assert_eq!(
+            sig,
+            "sha256=2f7852138f9dbd8d61c07c2cfb0b8ac96a46a32d78d4527788fb42fcb409a493"
+        );
     }
 
     #[test]
     fn backoff_grows_and_caps() {
         let cap = Duration::from_secs(60);
         assert!(backoff(1, cap, None) <= Duration::from_millis(1200));
+        // Grows: the 5th attempt waits 16 s ± 20%.
+        let fifth = backoff(5, cap, None);
+        assert!(fifth >= Duration::from_millis(12_800) && fifth <= Duration::from_millis(19_200));
         assert!(backoff(30, cap, None) <= Duration::from_secs(72));
         assert!(backoff(1, cap, Some(Duration::from_secs(30))) >= Duration::from_secs(30));
     }

@@ -53,7 +53,7 @@ webhok = "http://127.0.0.1:9700/urban"
     );
     assert!(
         err.contains(&format!(
-            "{file}:19: department[0] \"urban\": webhok: unknown field `webhok`"
+            "{file}:19: department[0] \"urban\": webhok: unknown key `webhok` (did you mean `webhook`?)"
         )),
         "{err}"
     );

@@ -21,6 +21,10 @@ use url::Url;
 
 /// Below this interval `check` warns: polite polling of public sites is slower than this.
 const POLITE_INTERVAL: Duration = Duration::from_secs(30);
+/// Upper bounds that keep every later computation (backoff doubling, deadlines, semaphores)
+/// far from overflow.
+const MAX_DURATION: Duration = Duration::from_secs(3650 * 86_400);
+const MAX_COUNT: i64 = 65_536;
 
 /// The validated configuration.
 #[derive(Debug, Clone)]
@@ -386,6 +390,14 @@ impl Validator {
                 self.issue(at, Some(key), format!("{s:?} must be longer than zero"));
                 None
             }
+            Ok(d) if d > MAX_DURATION => {
+                self.issue(
+                    at,
+                    Some(key),
+                    format!("{s:?} is longer than the 10 years this daemon accepts"),
+                );
+                None
+            }
             Ok(d) => Some(d),
             Err(_) => {
                 self.issue(
@@ -429,6 +441,7 @@ impl Validator {
             path: KeyPath::root().key(name),
             label: None,
         };
+        let value = self.drop_unknown_keys(&at, value, raw::known_keys(name));
         match value.try_deserialize::<T>() {
             Ok(v) => v,
             Err(e) => {
@@ -438,6 +451,44 @@ impl Validator {
                 T::default()
             }
         }
+    }
+
+    /// Reports every unknown key of a table (serde would stop at the first) and removes them,
+    /// so the remaining keys are still checked in the same pass.
+    fn drop_unknown_keys(
+        &mut self,
+        at: &At<'_>,
+        value: config::Value,
+        known: &[&str],
+    ) -> config::Value {
+        let origin = value.origin().map(str::to_string);
+        let Ok(mut table) = value.clone().into_table() else {
+            return value;
+        };
+        let mut unknown: Vec<String> = table
+            .keys()
+            .filter(|k| !known.contains(&k.as_str()))
+            .cloned()
+            .collect();
+        if unknown.is_empty() {
+            return value;
+        }
+        unknown.sort();
+        for k in &unknown {
+            table.remove(k);
+            let hint = closest(k, known)
+                .map(|c| format!(" (did you mean `{c}`?)"))
+                .unwrap_or_default();
+            self.issue(
+                at,
+                Some(k),
+                format!(
+                    "unknown key `{k}`{hint}; expected one of {}",
+                    known.join(", ")
+                ),
+            );
+        }
+        config::Value::new(origin.as_ref(), config::ValueKind::Table(table))
     }
 
     fn array<T: serde::de::DeserializeOwned>(
@@ -472,6 +523,11 @@ impl Validator {
                     .into_table()
                     .ok()
                     .and_then(|t| t.get("id").and_then(|v| v.clone().into_string().ok()));
+                let el_at = At {
+                    path: KeyPath::root().key(name).index(i),
+                    label: id.as_deref(),
+                };
+                let el = self.drop_unknown_keys(&el_at, el, raw::known_keys(name));
                 match el.try_deserialize::<T>() {
                     Ok(v) => (i, Some(v)),
                     Err(e) => {
@@ -610,6 +666,14 @@ impl Validator {
     fn positive(&mut self, at: &At<'_>, key: &str, value: Option<i64>, default: usize) -> usize {
         match value {
             None => default,
+            Some(n) if n > MAX_COUNT => {
+                self.issue(
+                    at,
+                    Some(key),
+                    format!("{n} is more than the {MAX_COUNT} this daemon accepts"),
+                );
+                default
+            }
             Some(n) if n >= 1 => usize::try_from(n).unwrap_or(default),
             Some(n) => {
                 self.issue(at, Some(key), format!("{n} must be at least 1"));
@@ -1287,6 +1351,30 @@ fn clean_serde_message(msg: &str) -> String {
     }
 }
 
+/// The known key closest to a typo, if it is close (at most 2 edits).
+fn closest<'a>(typo: &str, known: &[&'a str]) -> Option<&'a str> {
+    known
+        .iter()
+        .map(|k| (edit_distance(typo, k), *k))
+        .filter(|(d, _)| *d <= 2)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
 /// "10MiB", "512 KiB", "1MB", "2000000".
 pub fn parse_size(s: &str) -> Option<u64> {
     let s = s.trim();
@@ -1421,6 +1509,72 @@ keywords = []
         )];
         let cfg = Config::from_parts(Path::new("sources.toml"), GOOD, &env).unwrap();
         assert_eq!(cfg.daemon.data_dir, PathBuf::from("/tmp/x"));
+    }
+
+    #[test]
+    fn every_unknown_key_of_one_section_is_reported_with_a_hint() {
+        let bad = GOOD
+            .replace(
+                "interval = \"5m\"",
+                "intervall = \"5m\"\ntimout = \"3s\"\nper_host = \"x\"",
+            )
+            .replace("per_host = \"1/2s\"", "");
+        let err = load(&bad).unwrap_err().to_string();
+        assert!(
+            err.contains("defaults: intervall: unknown key `intervall` (did you mean `interval`?)"),
+            "{err}"
+        );
+        assert!(
+            err.contains("defaults: timout: unknown key `timout` (did you mean `timeout`?)"),
+            "{err}"
+        );
+        // The value errors of the same section are still found.
+        assert!(
+            err.contains("defaults: per_host: \"x\" is not a rate"),
+            "{err}"
+        );
+        assert!(err.contains("sources.toml:6: defaults: intervall"), "{err}");
+    }
+
+    #[test]
+    fn known_key_lists_match_the_structs() {
+        // serde lists the fields it expects in its unknown-field error: compare with ours.
+        fn expected<T: serde::de::DeserializeOwned + std::fmt::Debug>() -> Vec<String> {
+            let v = config::Value::new(
+                None,
+                config::ValueKind::Table(
+                    [(
+                        "zz_not_a_key".to_string(),
+                        config::Value::new(None, config::ValueKind::Nil),
+                    )]
+                    .into_iter()
+                    .collect(),
+                ),
+            );
+            let msg = v.try_deserialize::<T>().unwrap_err().to_string();
+            let list = msg.split("expected one of ").nth(1).unwrap_or("");
+            list.split(", ")
+                .map(|s| s.trim_matches(|c| c == '`' || c == ' ').to_string())
+                .filter(|s| !s.is_empty())
+                .map(|s| s.split('`').next().unwrap_or("").to_string())
+                .collect()
+        }
+        let mut pairs = vec![
+            ("daemon", expected::<RawDaemon>()),
+            ("defaults", expected::<RawDefaults>()),
+            ("source", expected::<RawSource>()),
+            ("department", expected::<RawDepartment>()),
+            ("webhook", expected::<RawWebhook>()),
+        ];
+        for (name, mut from_serde) in pairs.drain(..) {
+            let mut ours: Vec<String> = raw::known_keys(name)
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+            ours.sort();
+            from_serde.sort();
+            assert_eq!(ours, from_serde, "known keys of [{name}]");
+        }
     }
 
     #[test]

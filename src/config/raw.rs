@@ -116,3 +116,63 @@ pub struct RawWebhook {
     pub timeout: Option<String>,
     pub max_backoff: Option<String>,
 }
+
+/// The keys each section accepts (kept equal to the structs by a test), so that every unknown
+/// key can be reported at once instead of serde's first.
+pub fn known_keys(section: &str) -> &'static [&'static str] {
+    match section {
+        "daemon" => &[
+            "data_dir",
+            "listen",
+            "timezone",
+            "retention",
+            "max_concurrent_fetches",
+            "cache_capacity_mb",
+            "shutdown_grace",
+            "api_token_env",
+        ],
+        "defaults" => &[
+            "interval",
+            "timeout",
+            "connect_timeout",
+            "per_host",
+            "max_in_flight_per_host",
+            "user_agent",
+            "max_body",
+            "max_redirects",
+            "jitter",
+            "max_backoff",
+            "backlog",
+            "max_age",
+        ],
+        "source" => &[
+            "id",
+            "kind",
+            "url",
+            "name",
+            "enabled",
+            "encoding",
+            "headers",
+            "interval",
+            "timeout",
+            "per_host",
+            "max_in_flight_per_host",
+            "user_agent",
+            "max_body",
+            "jitter",
+            "max_backoff",
+            "backlog",
+            "max_age",
+            "select",
+            "preset",
+            "detail",
+            "page_url",
+            "max_pages",
+            "robots",
+            "date_format",
+        ],
+        "department" => &["id", "name", "keywords", "exclude", "rules", "webhook"],
+        "webhook" => &["url", "secret_env", "timeout", "max_backoff"],
+        _ => &[],
+    }
+}
