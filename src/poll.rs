@@ -312,6 +312,8 @@ async fn poll_html(
     let mut encoding = "";
     let mut page_url = source.url.clone();
     let mut bad_dates: Vec<String> = Vec::new();
+    // Saved only when the poll succeeds: a page that failed must not be answered 304 next time.
+    let mut validators: (Option<String>, Option<String>) = (None, None);
     for page_no in 1..=spec.max_pages {
         engine
             .robots
@@ -345,8 +347,7 @@ async fn poll_html(
             }
         };
         if page_no == 1 {
-            state.etag = fetched.etag.clone();
-            state.last_modified = fetched.last_modified.clone();
+            validators = (fetched.etag.clone(), fetched.last_modified.clone());
         }
         let landed = url::Url::parse(&fetched.final_url).unwrap_or_else(|_| page_url.clone());
         let read = read_list_page(engine, source, spec, &landed, fetched).await?;
@@ -428,6 +429,7 @@ async fn poll_html(
         .collect();
     let report = ingest_and_notify(engine, source, items, alerting).await?;
     retry_details_except(engine, source, spec, state, &just_failed).await;
+    (state.etag, state.last_modified) = validators;
     Ok(PollSummary::Fetched {
         items: count,
         report,

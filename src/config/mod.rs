@@ -10,7 +10,7 @@ use crate::charset;
 use crate::source::html;
 use chrono_tz::Tz;
 use raw::{RawDaemon, RawDefaults, RawDepartment, RawSource, RawWebhook};
-use span::{KeyPath, Locator};
+use span::{KeyPath, Locator, Seg};
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::net::SocketAddr;
@@ -1317,21 +1317,34 @@ fn valid_id(id: &str) -> bool {
         .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
-/// `source[3] "city-forum": interval`
+/// `source[3] "city-forum": interval`, `source[0] "forum": select.title`
 fn describe(path: &KeyPath, label: Option<&str>, key: Option<&str>) -> String {
-    let mut s = path.to_string();
+    // The label (the element's id) goes right after the last array index it names.
+    let last_index = path.0.iter().rposition(|s| matches!(s, Seg::Index(_)));
+    let (head, tail) = match last_index {
+        Some(i) => path.0.split_at(i + 1),
+        None => (&path.0[..0], &path.0[..]),
+    };
+    let mut s = KeyPath(head.to_vec()).to_string();
     if let Some(l) = label {
         s.push_str(&format!(" {l:?}"));
     }
+    let mut rest: Vec<String> = tail
+        .iter()
+        .map(|seg| match seg {
+            Seg::Key(k) => k.clone(),
+            Seg::Index(i) => format!("[{i}]"),
+        })
+        .collect();
     if let Some(k) = key {
-        if s.is_empty() {
-            s.push_str(k);
-        } else {
-            s.push_str(": ");
-            s.push_str(k);
-        }
+        rest.push(k.to_string());
     }
-    s
+    let rest = rest.join(".");
+    match (s.is_empty(), rest.is_empty()) {
+        (true, _) => rest,
+        (false, true) => s,
+        (false, false) => format!("{s}: {rest}"),
+    }
 }
 
 /// The first `name` in a serde message such as "unknown field `intervall`, expected …".

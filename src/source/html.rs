@@ -80,8 +80,12 @@ impl FieldSpec {
                 }
                 _ => (part, None),
             };
-            let selector = Selector::parse(sel)
-                .map_err(|e| format!("{sel:?} is not a valid CSS selector: {e}"))?;
+            let selector = Selector::parse(sel).map_err(|e| {
+                format!(
+                    "{sel:?} is not a valid CSS selector: {}",
+                    selector_error(&e)
+                )
+            })?;
             alts.push(Alt {
                 selector: Some(selector),
                 attr,
@@ -95,21 +99,38 @@ impl FieldSpec {
 
     /// The first non-empty value of this field inside `scope`.
     fn value(&self, scope: ElementRef<'_>) -> Option<String> {
-        for alt in &self.alts {
-            let el = match &alt.selector {
-                None => Some(scope),
-                Some(sel) => scope.select(sel).next(),
-            };
-            let Some(el) = el else { continue };
-            let v = match &alt.attr {
+        let read = |el: ElementRef<'_>, attr: &Option<String>| -> Option<String> {
+            let v = match attr {
                 Some(a) => el.value().attr(a).map(crate::text::fold_whitespace),
                 None => Some(element_text(el)),
             };
-            if let Some(v) = v.filter(|v| !v.is_empty()) {
-                return Some(v);
+            v.filter(|v| !v.is_empty())
+        };
+        for alt in &self.alts {
+            // The first match with a value: layouts often lead with an empty <p></p>.
+            let found = match &alt.selector {
+                None => read(scope, &alt.attr),
+                Some(sel) => scope.select(sel).find_map(|el| read(el, &alt.attr)),
+            };
+            if found.is_some() {
+                return found;
             }
         }
         None
+    }
+}
+
+/// scraper's message for an unsupported pseudo-class asks the reader to report a bug; say
+/// what is actually wrong instead.
+pub fn selector_error(e: &scraper::error::SelectorErrorKind) -> String {
+    let msg = e.to_string();
+    if msg.contains("UnsupportedPseudoClassOrElement") {
+        "unsupported pseudo-class (jQuery extensions such as :contains() or :eq() are not CSS)"
+            .into()
+    } else if msg.contains("Please report this") {
+        msg.lines().last().unwrap_or("").trim().to_string()
+    } else {
+        msg
     }
 }
 
@@ -289,7 +310,10 @@ pub fn extract_list(bytes: &[u8], spec: &HtmlSpec, ctx: &HtmlContext<'_>) -> Lis
         }
         let link = raw.get("link").and_then(|l| resolve(&base, l));
         let title = raw.get("title").cloned().unwrap_or_default();
-        if title.is_empty() && link.is_none() {
+        // With a link field configured, an entry without a usable link (a menu item, a
+        // `javascript:` handler) is page furniture, not a post.
+        let wants_link = spec.fields.contains_key("link");
+        if (title.is_empty() && link.is_none()) || (wants_link && link.is_none()) {
             page.skipped += 1;
             continue;
         }
@@ -362,9 +386,13 @@ pub fn preset(name: &str) -> Option<BTreeMap<&'static str, &'static str>> {
             ("item", "tbody[id^=normalthread]"),
             ("title", "a.xst"),
             ("link", "a.xst@href"),
-            ("author", "td.by cite a"),
+            // The thread's own column follows the title cell; the last-post column comes later.
+            ("author", "th + td.by cite a"),
             // A recent date shows as "3 天前" with the full date in the title attribute.
-            ("published", "td.by em span[title]@title || td.by em span"),
+            (
+                "published",
+                "th + td.by em span[title]@title || th + td.by em span",
+            ),
             ("replies", "td.num a.xi2"),
             ("views", "td.num em"),
             ("next", "a.nxt@href"),
