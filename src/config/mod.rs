@@ -1471,7 +1471,7 @@ url = "http://127.0.0.1:9700/alerts"
             "{text}"
         );
         assert!(
-            text.contains("sources.toml:7: defaults: per_host"),
+            text.contains("sources.toml:7: defaults.per_host"),
             "{text}"
         );
         assert!(text.contains("keywrods"), "{text}");
@@ -1534,19 +1534,19 @@ keywords = []
             .replace("per_host = \"1/2s\"", "");
         let err = load(&bad).unwrap_err().to_string();
         assert!(
-            err.contains("defaults: intervall: unknown key `intervall` (did you mean `interval`?)"),
+            err.contains("defaults.intervall: unknown key `intervall` (did you mean `interval`?)"),
             "{err}"
         );
         assert!(
-            err.contains("defaults: timout: unknown key `timout` (did you mean `timeout`?)"),
+            err.contains("defaults.timout: unknown key `timout` (did you mean `timeout`?)"),
             "{err}"
         );
         // The value errors of the same section are still found.
         assert!(
-            err.contains("defaults: per_host: \"x\" is not a rate"),
+            err.contains("defaults.per_host: \"x\" is not a rate"),
             "{err}"
         );
-        assert!(err.contains("sources.toml:6: defaults: intervall"), "{err}");
+        assert!(err.contains("sources.toml:6: defaults.intervall"), "{err}");
     }
 
     #[test]
