@@ -550,3 +550,231 @@ keywords = ["周刊", "移民漫画"]
         .iter()
         .all(|d| d.json()["item"]["title"].as_str().unwrap().contains("周刊")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_request_in_flight_per_host_and_a_streamed_body_is_capped() {
+    init();
+    let polite = FeedServer::start().await;
+    let big = FeedServer::start().await;
+    let receiver = Receiver::start().await;
+    let slow = |name: &str| Route::Slow {
+        body: std::sync::Arc::new(fixture(name)),
+        delay: Duration::from_millis(300),
+    };
+    polite.set("/1.xml", slow("feedrs_rss20_bbc.xml"));
+    polite.set("/2.xml", slow("feedrs_rss20_spiegel.xml"));
+    polite.set("/3.xml", slow("feedrs_atom_reddit.xml"));
+    polite.set("/4.xml", slow("feedrs_rss10_debian.xml"));
+    // 30 MiB with no Content-Length: only the streamed cap can stop it.
+    big.set(
+        "/big.xml",
+        Route::Stream {
+            chunk: 64 * 1024,
+            count: 480,
+        },
+    );
+    let ws = Workspace::new();
+    let mut body = String::new();
+    for i in 1..=4 {
+        body.push_str(&format!(
+            "[[source]]\nid = \"p{i}\"\nkind = \"feed\"\nurl = \"{}\"\n\n",
+            polite.url(&format!("/{i}.xml"))
+        ));
+    }
+    body.push_str(&format!(
+        "[[source]]\nid = \"big\"\nkind = \"feed\"\nurl = \"{}\"\n\n[[department]]\nid = \"d\"\nname = \"D\"\nkeywords = [\"Debian\"]\n",
+        big.url("/big.xml")
+    ));
+    ws.write_config(&body, &receiver.url());
+    let daemon = Running::start(ws.load());
+    assert!(
+        wait_for(WAIT, || (1..=4)
+            .all(|i| polite.requests(&format!("/{i}.xml")).len() >= 2))
+        .await
+    );
+    assert!(wait_for(WAIT, || !big.requests("/big.xml").is_empty()).await);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    daemon.stop().await;
+    assert_eq!(
+        polite.max_in_flight(),
+        1,
+        "four sources on one host, one request at a time"
+    );
+    let store = Store::open(&ws.data_dir(), 8 << 20).unwrap();
+    let state = store.source_state("big").unwrap();
+    assert!(
+        state
+            .last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("larger than the 10485760-byte cap"),
+        "{state:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn department_webhooks_override_and_refusals_become_dead_letters() {
+    init();
+    let server = FeedServer::start().await;
+    let default_receiver = Receiver::start().await;
+    let own_receiver = Receiver::start().await;
+    own_receiver.set_default(410);
+    server.set(
+        "/json.json",
+        Route::feed(
+            fixture("feedrs_jsonfeed11_elastic.json"),
+            "application/feed+json",
+        ),
+    );
+    server.set(
+        "/rdf.xml",
+        Route::feed(fixture("feedrs_rss10_debian.xml"), "application/rdf+xml"),
+    );
+    let ws = Workspace::new();
+    ws.write_config(
+        &format!(
+            r#"
+[[source]]
+id = "elastic"
+kind = "feed"
+url = "{json}"
+
+[[source]]
+id = "debian"
+kind = "feed"
+url = "{rdf}"
+
+[[department]]
+id = "db"
+name = "数据库"
+keywords = ["InfluxDB"]
+
+[[department]]
+id = "os"
+name = "操作系统"
+keywords = ["Debian"]
+webhook = "{own}"
+"#,
+            json = server.url("/json.json"),
+            rdf = server.url("/rdf.xml"),
+            own = format!("http://{}/os", own_receiver.addr),
+        ),
+        &default_receiver.url(),
+    );
+    let daemon = Running::start(ws.load());
+    assert!(
+        wait_for(WAIT, || default_receiver.acked().len() >= 2
+            && !own_receiver.all().is_empty())
+        .await
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    daemon.stop().await;
+    // JSON Feed items go to the default webhook …
+    let t = titles(&default_receiver.acked());
+    assert_eq!(
+        t,
+        [
+            (
+                "db",
+                "InfluxDB vs. Elasticsearch for Time Series Data & Metrics Benchmark"
+            ),
+            (
+                "db",
+                "InfluxDB vs. Graphite for Time Series Data & Metrics Benchmark"
+            ),
+        ]
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
+    );
+    // … the RSS 1.0 item to the department's own, which refuses it for good: one attempt.
+    let own = own_receiver.all();
+    assert_eq!(own.len(), 1);
+    assert_eq!(
+        own[0].json()["item"]["title"],
+        "Updated Debian 11: 11.6 released"
+    );
+    let store = Store::open(&ws.data_dir(), 8 << 20).unwrap();
+    let dead = store.dead_letters().unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].reason, "HTTP 410 Gone");
+    assert_eq!(dead[0].entry.alert_id, own[0].id());
+    assert_eq!(store.outbox_len(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backlog_false_and_max_age_record_silently_but_later_entries_alert() {
+    init();
+    let server = FeedServer::start().await;
+    let receiver = Receiver::start().await;
+    server.set(
+        "/quiet.xml",
+        Route::feed(
+            fixture("bison_ruanyifeng_atom_snapshot0.xml"),
+            "application/atom+xml",
+        ),
+    );
+    server.set(
+        "/old.xml",
+        Route::feed(fixture("chardet_gb2312_w3cn.org_rss20.xml"), "text/xml"),
+    );
+    let ws = Workspace::new();
+    ws.write_config(
+        &format!(
+            r#"
+[[source]]
+id = "quiet"
+kind = "feed"
+url = "{quiet}"
+backlog = false
+
+[[source]]
+id = "old"
+kind = "feed"
+url = "{old}"
+max_age = "30d"
+
+[[department]]
+id = "d"
+name = "D"
+keywords = ["周刊", "CSS"]
+"#,
+            quiet = server.url("/quiet.xml"),
+            old = server.url("/old.xml"),
+        ),
+        &receiver.url(),
+    );
+    let daemon = Running::start(ws.load());
+    assert!(
+        wait_for(WAIT, || server.requests("/quiet.xml").len() >= 3
+            && server.requests("/old.xml").len() >= 3)
+        .await
+    );
+    assert!(
+        receiver.all().is_empty(),
+        "first poll of a backlog=false source and 2005 items are silent"
+    );
+    server.set(
+        "/quiet.xml",
+        Route::feed(
+            fixture("bison_ruanyifeng_atom_snapshot1.xml"),
+            "application/atom+xml",
+        ),
+    );
+    assert!(wait_for(WAIT, || !receiver.acked().is_empty()).await);
+    let polls = server.requests("/quiet.xml").len();
+    assert!(wait_for(WAIT, || server.requests("/quiet.xml").len() >= polls + 2).await);
+    daemon.stop().await;
+    let got = receiver.acked();
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        got[0].json()["item"]["title"],
+        "科技爱好者周刊（第 255 期）：对待 AI 的正确态度"
+    );
+    let store = Store::open(&ws.data_dir(), 8 << 20).unwrap();
+    assert_eq!(
+        store.item_count(),
+        3,
+        "the silent first poll still stored its items"
+    );
+}

@@ -1470,10 +1470,7 @@ url = "http://127.0.0.1:9700/alerts"
             text.contains("sources.toml:13: source[0] \"gov-news\": interval: \"5 minuets\" is not a duration"),
             "{text}"
         );
-        assert!(
-            text.contains("sources.toml:7: defaults.per_host"),
-            "{text}"
-        );
+        assert!(text.contains("sources.toml:7: defaults.per_host"), "{text}");
         assert!(text.contains("keywrods"), "{text}");
         assert_eq!(issues.len(), 3, "{text}");
     }

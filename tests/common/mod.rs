@@ -53,6 +53,10 @@ pub enum Route {
     },
     /// Accepts the request and never answers.
     Hang,
+    /// 200 with a body streamed in chunks (no Content-Length), `count` × `chunk` bytes.
+    Stream { chunk: usize, count: usize },
+    /// Like `Feed` (without validators), but answers only after `delay`.
+    Slow { body: Arc<Vec<u8>>, delay: Duration },
 }
 
 impl Route {
@@ -81,6 +85,8 @@ pub struct Seen {
 struct ServerState {
     routes: Mutex<HashMap<String, Route>>,
     log: Mutex<Vec<Seen>>,
+    in_flight: std::sync::atomic::AtomicUsize,
+    max_in_flight: std::sync::atomic::AtomicUsize,
 }
 
 pub struct FeedServer {
@@ -114,6 +120,13 @@ impl FeedServer {
             .insert(path.to_string(), route);
     }
 
+    /// The most requests this server ever had open at once.
+    pub fn max_in_flight(&self) -> usize {
+        self.state
+            .max_in_flight
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     pub fn requests(&self, path: &str) -> Vec<Seen> {
         self.state
             .log
@@ -127,6 +140,15 @@ impl FeedServer {
 }
 
 async fn serve_route(State(state): State<Arc<ServerState>>, req: Request<Body>) -> Response<Body> {
+    use std::sync::atomic::Ordering;
+    let now = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    state.max_in_flight.fetch_max(now, Ordering::SeqCst);
+    let resp = answer(&state, req).await;
+    state.in_flight.fetch_sub(1, Ordering::SeqCst);
+    resp
+}
+
+async fn answer(state: &Arc<ServerState>, req: Request<Body>) -> Response<Body> {
     let path = req.uri().path().to_string();
     let route = state.routes.lock().unwrap().get(&path).cloned();
     let headers = req.headers().clone();
@@ -143,6 +165,31 @@ async fn serve_route(State(state): State<Arc<ServerState>>, req: Request<Body>) 
             });
             tokio::time::sleep(Duration::from_secs(3600)).await;
             return Response::new(Body::empty());
+        }
+        Some(Route::Stream { chunk, count }) => {
+            let block = bytes::Bytes::from(vec![b'<'; chunk]);
+            let stream = futures_util::stream::iter(
+                (0..count).map(move |_| Ok::<_, std::io::Error>(block.clone())),
+            );
+            (
+                200,
+                Response::builder()
+                    .status(200)
+                    .header("Content-Type", "application/rss+xml")
+                    .body(Body::from_stream(stream))
+                    .unwrap(),
+            )
+        }
+        Some(Route::Slow { body, delay }) => {
+            tokio::time::sleep(delay).await;
+            (
+                200,
+                Response::builder()
+                    .status(200)
+                    .header("Content-Type", "application/xml")
+                    .body(Body::from(body.as_ref().clone()))
+                    .unwrap(),
+            )
         }
         Some(Route::Status { code, retry_after }) => {
             let mut b = Response::builder().status(code);
