@@ -631,6 +631,7 @@ async fn department_webhooks_override_and_refusals_become_dead_letters() {
         Route::feed(fixture("feedrs_rss10_debian.xml"), "application/rdf+xml"),
     );
     let ws = Workspace::new();
+    let own_url = format!("http://{}/os", own_receiver.addr);
     ws.write_config(
         &format!(
             r#"
@@ -657,7 +658,7 @@ webhook = "{own}"
 "#,
             json = server.url("/json.json"),
             rdf = server.url("/rdf.xml"),
-            own = format!("http://{}/os", own_receiver.addr),
+            own = own_url,
         ),
         &default_receiver.url(),
     );
