@@ -445,3 +445,123 @@ async fn robots_txt_disallow_is_respected_unless_opted_out() {
     daemon.stop().await;
     assert_eq!(server.requests("/robots.txt").len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn numbered_pages_are_followed_until_a_page_is_all_known() {
+    init();
+    let server = FeedServer::start().await;
+    let receiver = Receiver::start().await;
+    let page = |from: &str, to: &str| Route::Feed {
+        body: std::sync::Arc::new(
+            String::from_utf8(local_qbitai_list(&server))
+                .unwrap()
+                .replace(from, to)
+                .into_bytes(),
+        ),
+        content_type: "text/html",
+        // No validators: every poll reads page 1 in full, so "all known" decides.
+        etag: None,
+    };
+    server.set("/list.html", page("/2025/04/", "/2025/04/"));
+    server.set("/list_2.html", page("/2025/04/", "/2025/03/"));
+    server.set("/list_3.html", page("/2025/04/", "/2025/02/"));
+    let ws = Workspace::new();
+    ws.write_config(
+        &format!(
+            r#"
+[[source]]
+id = "qbitai"
+kind = "html"
+url = "{}"
+page_url = "{}"
+max_pages = 2
+robots = false
+[source.select]
+item = "div.picture_text"
+title = "h4"
+link = "h4 a@href || a@href"
+
+[[department]]
+id = "video"
+name = "视频"
+keywords = ["无限时长"]
+"#,
+            server.url("/list.html"),
+            server.url("/list_{page}.html"),
+        ),
+        &receiver.url(),
+    );
+    let daemon = Running::start(ws.load());
+    assert!(wait_for(WAIT, || server.requests("/list.html").len() >= 4).await);
+    daemon.stop().await;
+    assert_eq!(
+        server.requests("/list_2.html").len(),
+        1,
+        "page 2 read once, then page 1 was all known"
+    );
+    assert!(server.requests("/list_3.html").is_empty(), "max_pages = 2");
+    // The same title on pages 1 and 2 is two posts (two links): two alerts.
+    assert_eq!(receiver.acked().len(), 2);
+    let store = Store::open(&ws.data_dir(), 8 << 20).unwrap();
+    assert_eq!(store.item_count(), 50);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn try_source_shows_fields_charset_and_selectors_that_matched_nothing() {
+    init();
+    let server = FeedServer::start().await;
+    server.set(
+        "/list.html",
+        Route::feed(local_qbitai_list(&server), "text/html; charset=utf-8"),
+    );
+    server.set(
+        "/2025/04/275178.html",
+        Route::feed(fixture("qbitai_article_275178.html"), "text/html"),
+    );
+    let ws = Workspace::new();
+    let cfg = ws.write_config(
+        &format!(
+            r#"
+[[source]]
+id = "qbitai"
+kind = "html"
+url = "{}"
+[source.select]
+item = "div.picture_text"
+title = "h4"
+link = "h4 a@href || a@href"
+author = "span.nobody-has-this"
+published = ".info .time"
+"#,
+            server.url("/list.html")
+        ),
+        "http://127.0.0.1:9/unused",
+    );
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_tingfeng"))
+        .args(["try-source", "--config"])
+        .arg(&cfg)
+        .arg("qbitai")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("field `author` (span.nobody-has-this) matched nothing on any item"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("decoded as UTF-8 (content-type), 25 items"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("  [title] 具身空间数据技术的路线之争：合成重建VS全端生成"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("  [published] 昨天"), "{stdout}");
+    assert!(!ws.data_dir().exists());
+}
