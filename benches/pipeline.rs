@@ -244,9 +244,114 @@ fn main() {
         (n * text.len()) as f64 / t.as_secs_f64() / 1e6
     );
 
+    html_extraction(budget);
+
     if !quick && !args.iter().any(|a| a == "--skip-memory") {
         memory_with_many_sources(sources);
     }
+}
+
+/// Pages and items per second through html extraction (bytes → entries) on real pages.
+fn html_extraction(budget: Duration) {
+    use tingfeng::source::html::{extract_detail, extract_list, HtmlContext};
+    let cfg = tingfeng::config::Config::from_parts(
+        std::path::Path::new("bench.toml"),
+        r#"
+[[source]]
+id = "qbitai"
+kind = "html"
+url = "https://www.qbitai.com/"
+[source.select]
+item = "div.picture_text"
+title = "h4"
+link = "h4 a@href || a@href"
+summary = "div.text_box > p"
+published = ".info .time"
+[source.detail]
+content = "div.article"
+
+[[source]]
+id = "discuz"
+kind = "html"
+url = "https://bbs.example.cn/forum-9-1.html"
+preset = "discuz"
+
+[[source]]
+id = "dfa66"
+kind = "html"
+url = "https://www.dfa66.com/"
+preset = "gov-list"
+[source.select]
+item = "li.clearfix"
+published = "span.t"
+"#,
+        &[],
+    )
+    .expect("bench config");
+    let lists = [
+        ("qbitai", "qbitai_list.html"),
+        ("discuz", "discuz_x32_forumdisplay.html"),
+        ("dfa66", "fund_dfa66_announcement_list.html"),
+    ];
+    let pages: Vec<(tingfeng::config::Source, Vec<u8>)> = lists
+        .iter()
+        .map(|(id, f)| (cfg.source(id).expect("source").clone(), fixture(f)))
+        .collect();
+    let now = Utc::now();
+    let mut items = 0usize;
+    let mut bytes = 0usize;
+    let (n, t) = run_for(budget, |_| {
+        for (src, body) in &pages {
+            let spec = &src.html.as_ref().expect("html").list;
+            let ctx = HtmlContext {
+                content_type: None,
+                page_url: &src.url,
+                encoding_override: None,
+                timezone: chrono_tz::Asia::Shanghai,
+                now,
+                date_format: None,
+            };
+            items += extract_list(body, spec, &ctx).entries.len();
+            bytes += body.len();
+        }
+    });
+    let secs = t.as_secs_f64();
+    println!(
+        "html list extraction:              {:>10.0} items/s  ({:.0} pages/s, {:.1} MB/s; qbitai, discuz, dfa66)",
+        items as f64 / secs,
+        (n * pages.len()) as f64 / secs,
+        bytes as f64 / secs / 1e6
+    );
+    let qbitai = cfg.source("qbitai").expect("source");
+    let detail = qbitai
+        .html
+        .as_ref()
+        .and_then(|h| h.detail.as_ref())
+        .expect("detail");
+    let articles = [
+        fixture("qbitai_article_275178.html"),
+        fixture("qbitai_article_275232.html"),
+    ];
+    let mut bytes = 0usize;
+    let (n, t) = run_for(budget, |_| {
+        for a in &articles {
+            let ctx = HtmlContext {
+                content_type: None,
+                page_url: &qbitai.url,
+                encoding_override: None,
+                timezone: chrono_tz::Asia::Shanghai,
+                now,
+                date_format: None,
+            };
+            std::hint::black_box(extract_detail(a, detail, &ctx));
+            bytes += a.len();
+        }
+    });
+    println!(
+        "html detail extraction:            {:>10.0} pages/s  ({:.1} MB/s)",
+        (n * articles.len()) as f64 / t.as_secs_f64(),
+        bytes as f64 / t.as_secs_f64() / 1e6
+    );
 }
 
 /// Starts a local server with `count` feeds, runs the release daemon on them until every
