@@ -1,22 +1,29 @@
-//! Owns the wiring of the running daemon: opening the store, starting delivery and one task
-//! per source, retention, signals, and an orderly shutdown that loses nothing.
+//! Owns the wiring of the running daemon: opening the store, delivery, one task per source
+//! (a "generation" per loaded config), the HTTP API, retention, systemd notifications and
+//! watchdog, reload on SIGHUP, and an orderly shutdown that loses nothing.
 
 use crate::config::Config;
 use crate::fetch::Fetcher;
+use crate::metrics::Metrics;
 use crate::poll::Engine;
+use crate::robots::Robots;
 use crate::rules::Matcher;
 use crate::schedule::run_source;
-use crate::shutdown::{self, Shutdown};
+use crate::shutdown::{self, Shutdown, Trigger};
 use crate::store::{Store, StoreError};
 use crate::webhook::Delivery;
 use chrono::Utc;
-use std::sync::Arc;
-use std::time::Duration;
+use sd_notify::NotifyState;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
 /// How often retention runs.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// How often STATUS= and the outbox/store gauges are refreshed.
+const STATUS_EVERY: Duration = Duration::from_secs(15);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -24,6 +31,8 @@ pub enum DaemonError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Client(#[from] crate::fetch::ClientError),
+    #[error(transparent)]
+    Delivery(#[from] crate::webhook::DeliveryError),
     #[error(transparent)]
     Rules(#[from] crate::rules::BuildError),
     #[error("cannot install signal handlers: {0}")]
@@ -33,11 +42,53 @@ pub enum DaemonError {
         path: String,
         source: std::io::Error,
     },
+    #[error("cannot serve the HTTP API on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Secret(String),
     #[error("background task failed: {0}")]
     Task(String),
 }
 
-/// Opens the store on a blocking thread (sled's open replays its log and can take a while).
+/// What the API, the watchdog and reloads share with the running daemon.
+pub struct Shared {
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+    pub delivery: Arc<Delivery>,
+    /// The engine of the config now in force (replaced on reload).
+    pub engine: RwLock<Arc<Engine>>,
+    pub config_path: PathBuf,
+    pub started: Instant,
+    /// Why the last reload was refused, until a reload succeeds.
+    pub reload_error: Mutex<Option<String>>,
+    /// Set by the watchdog check: why the daemon is not making progress.
+    pub stuck: Mutex<Option<String>>,
+    pub api_token: Option<String>,
+}
+
+impl Shared {
+    pub fn engine(&self) -> Arc<Engine> {
+        self.engine
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+/// The source tasks of one loaded config.
+struct Generation {
+    trigger: Trigger,
+    tasks: JoinSet<()>,
+}
+
+fn notify(states: &[NotifyState<'_>]) {
+    // Outside systemd there is no socket; that is not an error worth reporting.
+    let _ = sd_notify::notify(states);
+}
+
 pub async fn open_store(cfg: &Config) -> Result<Store, DaemonError> {
     let dir = cfg.daemon.data_dir.clone();
     std::fs::create_dir_all(&dir).map_err(|source| DaemonError::DataDir {
@@ -82,53 +133,157 @@ pub async fn open_or_recover(cfg: &mut Config) -> Result<Store, DaemonError> {
     }
 }
 
-/// Runs until SIGTERM or SIGINT, then stops scheduling, lets in-flight polls finish within
-/// `daemon.shutdown_grace`, stops delivery after its current attempt and flushes the store.
+/// Runs until SIGTERM or SIGINT, reloading on SIGHUP.
 pub async fn run(mut cfg: Config, recover_store: bool) -> Result<(), DaemonError> {
-    let (trigger, shutdown) = shutdown::channel();
-    let signals = tokio::spawn(wait_for_signal());
+    notify(&[NotifyState::Status("opening the store")]);
     let store = if recover_store {
         open_or_recover(&mut cfg).await?
     } else {
         open_store(&cfg).await?
     };
-    let result = run_with_store(cfg, store, shutdown, async move {
-        match signals.await {
-            Ok(Ok(name)) => info!(signal = name, "shutting down"),
-            Ok(Err(e)) => error!(error = %e, "signal handling failed; shutting down"),
-            Err(e) => error!(error = %e, "signal task failed; shutting down"),
-        }
-        trigger.fire();
-    })
-    .await;
-    result
+    let (trigger, shutdown) = shutdown::channel();
+    let signals = Signals::install()?;
+    run_with_store(cfg, store, trigger, shutdown, signals).await
 }
 
-/// The daemon proper; returns once `stop` completes and everything has wound down.
+/// Runs in this process until `stop` fires (for tests: no signals, no reloads).
 pub async fn run_until(
     cfg: Config,
     shutdown: Shutdown,
-    stop: impl std::future::Future<Output = ()>,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), DaemonError> {
     let store = open_store(&cfg).await?;
-    run_with_store(cfg, store, shutdown, stop).await
+    let (trigger, own) = shutdown::channel();
+    let _outer = shutdown;
+    let signals = Signals::from_future(stop);
+    run_with_store(cfg, store, trigger, own, signals).await
+}
+
+/// The signals the daemon reacts to, or (in tests) a future that means "stop".
+pub struct Signals {
+    rx: tokio::sync::mpsc::Receiver<Signal>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Signal {
+    Stop(&'static str),
+    Reload,
+}
+
+impl Signals {
+    #[cfg(unix)]
+    fn install() -> Result<Signals, DaemonError> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
+        let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
+        let mut hup = signal(SignalKind::hangup()).map_err(DaemonError::Signals)?;
+        let (tx, rx) = tokio::sync::mpsc::channel(8);
+        tokio::spawn(async move {
+            loop {
+                let s = tokio::select! {
+                    _ = term.recv() => Signal::Stop("SIGTERM"),
+                    _ = int.recv() => Signal::Stop("SIGINT"),
+                    _ = hup.recv() => Signal::Reload,
+                };
+                if tx.send(s).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Signals { rx })
+    }
+
+    #[cfg(not(unix))]
+    fn install() -> Result<Signals, DaemonError> {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        tokio::spawn(async move {
+            let _ = tokio::signal::ctrl_c().await;
+            let _ = tx.send(Signal::Stop("ctrl-c")).await;
+        });
+        Ok(Signals { rx })
+    }
+
+    fn from_future(stop: impl std::future::Future<Output = ()> + Send + 'static) -> Signals {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        tokio::spawn(async move {
+            stop.await;
+            let _ = tx.send(Signal::Stop("stop requested")).await;
+        });
+        Signals { rx }
+    }
+
+    async fn next(&mut self) -> Signal {
+        self.rx
+            .recv()
+            .await
+            .unwrap_or(Signal::Stop("signal handling ended"))
+    }
+}
+
+fn start_generation(engine: &Arc<Engine>) -> Generation {
+    let (trigger, shutdown) = shutdown::channel();
+    let mut tasks = JoinSet::new();
+    for s in engine.config.sources.iter().cloned() {
+        tasks.spawn(run_source(engine.clone(), s, shutdown.clone()));
+    }
+    Generation { trigger, tasks }
+}
+
+/// Stops a generation's source tasks: no new polls, in-flight ones get `grace`.
+async fn stop_generation(mut g: Generation, grace: Duration) {
+    g.trigger.fire();
+    let drained = tokio::time::timeout(grace, async {
+        while g.tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        warn!(grace = %humantime::format_duration(grace), remaining = g.tasks.len(), "polls still running after the grace period; abandoning them");
+        g.tasks.abort_all();
+        while g.tasks.join_next().await.is_some() {}
+    }
+}
+
+fn build_engine(
+    cfg: Config,
+    shared_parts: (&Store, &Arc<Delivery>, &Arc<Robots>, &Arc<Metrics>),
+) -> Result<Arc<Engine>, DaemonError> {
+    let (store, delivery, robots, metrics) = shared_parts;
+    let matcher = Arc::new(Matcher::new(&cfg.departments)?);
+    let fetcher = Arc::new(Fetcher::new(&cfg)?);
+    Ok(Arc::new(Engine {
+        config: Arc::new(cfg),
+        store: store.clone(),
+        fetcher,
+        matcher,
+        delivery: delivery.clone(),
+        robots: robots.clone(),
+        metrics: metrics.clone(),
+        in_flight: Default::default(),
+    }))
 }
 
 async fn run_with_store(
     cfg: Config,
     store: Store,
+    trigger: Trigger,
     shutdown: Shutdown,
-    stop: impl std::future::Future<Output = ()>,
+    mut signals: Signals,
 ) -> Result<(), DaemonError> {
     for w in &cfg.warnings {
         warn!(config = %cfg.path.display(), "{w}");
     }
-    let matcher = Arc::new(Matcher::new(&cfg.departments)?);
-    let fetcher = Arc::new(Fetcher::new(&cfg)?);
-    let delivery = Delivery::new(store.clone(), &cfg.webhook, shutdown.clone())?;
-    if cfg.webhook.secret_env.is_some() && !delivery.is_signing() {
+    let metrics = Arc::new(Metrics::new());
+    let delivery = Delivery::new(
+        store.clone(),
+        &cfg.webhook,
+        cfg.ops.as_ref(),
+        metrics.clone(),
+        shutdown.clone(),
+    )?;
+    if cfg.webhook.secret.is_set() && !delivery.is_signing() {
         warn!("webhook secret is not set in the environment: alerts are sent UNSIGNED");
     }
+    let api_token = cfg.daemon.api_token.read().map_err(DaemonError::Secret)?;
     let pending = delivery.resume().await?;
     // Tree lengths are full scans in sled: off the runtime's threads.
     let counter = store.clone();
@@ -136,6 +291,10 @@ async fn run_with_store(
         tokio::task::spawn_blocking(move || (counter.item_count(), counter.outbox_len()))
             .await
             .map_err(|e| DaemonError::Task(e.to_string()))?;
+    let robots = Arc::new(Robots::default());
+    let listen = cfg.daemon.listen;
+    let grace = cfg.daemon.shutdown_grace;
+    let retention = cfg.daemon.retention;
     info!(
         config = %cfg.path.display(),
         data_dir = %cfg.daemon.data_dir.display(),
@@ -147,48 +306,248 @@ async fn run_with_store(
         pending_destinations = pending,
         "tingfeng started"
     );
-    let config = Arc::new(cfg);
-    let engine = Arc::new(Engine {
-        config: config.clone(),
+    let config_path = cfg.path.clone();
+    let engine = build_engine(cfg, (&store, &delivery, &robots, &metrics))?;
+    let shared = Arc::new(Shared {
         store: store.clone(),
-        fetcher,
-        matcher,
+        metrics: metrics.clone(),
         delivery: delivery.clone(),
-        robots: Default::default(),
+        engine: RwLock::new(engine.clone()),
+        config_path,
+        started: Instant::now(),
+        reload_error: Mutex::new(None),
+        stuck: Mutex::new(None),
+        api_token,
     });
-    let mut sources = JoinSet::new();
-    for s in config.sources.iter().cloned() {
-        sources.spawn(run_source(engine.clone(), s, shutdown.clone()));
-    }
-    let pruner = tokio::spawn(prune_loop(
-        store.clone(),
-        config.daemon.retention,
-        shutdown.clone(),
-    ));
+    let api = crate::api::serve(listen, shared.clone(), shutdown.clone()).await?;
+    let mut generation = start_generation(&engine);
+    let pruner = tokio::spawn(prune_loop(store.clone(), retention, shutdown.clone()));
+    let status = tokio::spawn(status_loop(shared.clone(), shutdown.clone()));
+    let watchdog = sd_notify::watchdog_enabled()
+        .map(|every| tokio::spawn(watchdog_loop(shared.clone(), every, shutdown.clone())));
+    notify(&[NotifyState::Ready, NotifyState::Status("running")]);
 
-    stop.await;
-
-    let grace = config.daemon.shutdown_grace;
-    let drained = tokio::time::timeout(grace, async {
-        while sources.join_next().await.is_some() {}
-    })
-    .await;
-    if drained.is_err() {
-        warn!(grace = %humantime::format_duration(grace), remaining = sources.len(), "polls still running after the grace period; abandoning them");
-        sources.abort_all();
-        while sources.join_next().await.is_some() {}
+    loop {
+        match signals.next().await {
+            Signal::Stop(name) => {
+                info!(signal = name, "shutting down");
+                break;
+            }
+            Signal::Reload => {
+                let now = NotifyState::monotonic_usec_now().ok();
+                let mut states = vec![NotifyState::Reloading];
+                states.extend(now);
+                notify(&states);
+                generation = reload(&shared, generation, grace).await;
+                notify(&[NotifyState::Ready]);
+            }
+        }
     }
+
+    notify(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
+    stop_generation(generation, grace).await;
+    trigger.fire();
     delivery.join().await;
     let _ = pruner.await;
+    let _ = status.await;
+    if let Some(w) = watchdog {
+        let _ = w.await;
+    }
+    let _ = api.await;
     let flush = store.clone();
     tokio::task::spawn_blocking(move || flush.flush())
         .await
         .map_err(|e| DaemonError::Task(e.to_string()))??;
-    info!(
-        pending_alerts = store.outbox_len(),
-        "stopped; store flushed"
-    );
+    info!("stopped; store flushed");
     Ok(())
+}
+
+/// Loads and validates the config again. Invalid: the old one keeps running and the errors
+/// are logged and counted. Valid: the source tasks are replaced (their state — ETags,
+/// health, known items — lives in the store and carries over) and the automaton is rebuilt
+/// once.
+async fn reload(shared: &Arc<Shared>, current: Generation, grace: Duration) -> Generation {
+    let path = shared.config_path.clone();
+    let loaded = tokio::task::spawn_blocking(move || Config::load(&path))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()));
+    let old = shared.engine();
+    let parts = (
+        &shared.store,
+        &shared.delivery,
+        &old.robots,
+        &shared.metrics,
+    );
+    let built = loaded.and_then(|cfg| {
+        for w in &cfg.warnings {
+            warn!(config = %cfg.path.display(), "{w}");
+        }
+        if cfg.webhook.url != old.config.webhook.url
+            || cfg.webhook.secret != old.config.webhook.secret
+            || cfg.daemon.listen != old.config.daemon.listen
+        {
+            warn!("webhook secret/timeouts and daemon.listen take effect on restart; department webhook URLs apply now");
+        }
+        build_engine(cfg, parts).map_err(|e| e.to_string())
+    });
+    match built {
+        Err(why) => {
+            error!(config = %shared.config_path.display(), error = %why, "reload refused: the running configuration stays in force");
+            shared
+                .metrics
+                .reloads
+                .get_or_create(&crate::metrics::ResultLabel {
+                    result: "invalid".into(),
+                })
+                .inc();
+            *shared
+                .reload_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = Some(why);
+            current
+        }
+        Ok(engine) => {
+            let before: std::collections::BTreeSet<String> =
+                old.config.sources.iter().map(|s| s.id.clone()).collect();
+            let after: std::collections::BTreeSet<String> =
+                engine.config.sources.iter().map(|s| s.id.clone()).collect();
+            stop_generation(current, grace).await;
+            *shared.engine.write().unwrap_or_else(|p| p.into_inner()) = engine.clone();
+            *shared
+                .reload_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = None;
+            shared
+                .metrics
+                .reloads
+                .get_or_create(&crate::metrics::ResultLabel {
+                    result: "ok".into(),
+                })
+                .inc();
+            info!(
+                sources = after.len(),
+                added = after.difference(&before).count(),
+                removed = before.difference(&after).count(),
+                departments = engine.config.departments.len(),
+                keywords = engine.config.keyword_count(),
+                "configuration reloaded"
+            );
+            start_generation(&engine)
+        }
+    }
+}
+
+/// STATUS= for `systemctl status`, and the gauges that need a store scan.
+async fn status_loop(shared: Arc<Shared>, mut shutdown: Shutdown) {
+    loop {
+        let store = shared.store.clone();
+        let counts = tokio::task::spawn_blocking(move || {
+            let entries = store.outbox_entries().unwrap_or_default();
+            let oldest = entries.iter().map(|e| e.created).min();
+            (entries.len(), oldest, store.size_on_disk())
+        })
+        .await;
+        if let Ok((pending, oldest, size)) = counts {
+            shared.metrics.outbox_depth.set(pending as i64);
+            let age = oldest
+                .map(|o| (Utc::now() - o).num_milliseconds().max(0) as f64 / 1000.0)
+                .unwrap_or(0.0);
+            shared.metrics.outbox_oldest_seconds.set(age);
+            shared.metrics.store_bytes.set(size as i64);
+            let sources = shared.engine().config.sources.len();
+            let status = format!(
+                "{sources} sources, {pending} alerts pending delivery{}",
+                shared
+                    .reload_error
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .as_ref()
+                    .map(|_| "; last reload REFUSED (see log)")
+                    .unwrap_or("")
+            );
+            notify(&[NotifyState::Status(&status)]);
+        }
+        if !shutdown.sleep(STATUS_EVERY).await {
+            return;
+        }
+    }
+}
+
+/// Why the daemon is not making progress, if it is not: the store does not answer, a poll
+/// has run far past its timeouts, or a webhook send is stuck.
+pub async fn progress_problem(shared: &Shared) -> Option<String> {
+    let store = shared.store.clone();
+    let check = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio::task::spawn_blocking(move || store.check()),
+    )
+    .await;
+    match check {
+        Err(_) => return Some("the store did not answer within 10 s".into()),
+        Ok(Err(e)) => return Some(format!("store check task failed: {e}")),
+        Ok(Ok(Err(e))) => return Some(format!("the store fails: {e}")),
+        Ok(Ok(Ok(()))) => {}
+    }
+    let engine = shared.engine();
+    let longest = engine
+        .in_flight
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .map(|(id, t)| (id.clone(), t.elapsed()))
+        .max_by_key(|(_, d)| *d);
+    if let Some((id, d)) = longest {
+        let limit = engine
+            .config
+            .source(&id)
+            .map(|s| (s.timeout * 10).max(Duration::from_secs(300)))
+            .unwrap_or(Duration::from_secs(300));
+        if d > limit {
+            return Some(format!(
+                "poll of {id} has run for {}",
+                humantime::format_duration(Duration::from_secs(d.as_secs()))
+            ));
+        }
+    }
+    if let Some(d) = shared.delivery.stuck_for() {
+        if d > shared.delivery.send_limit() {
+            return Some(format!(
+                "a webhook send has run for {}",
+                humantime::format_duration(Duration::from_secs(d.as_secs()))
+            ));
+        }
+    }
+    None
+}
+
+/// Pings systemd's watchdog only while the daemon makes progress, so a wedged store or a
+/// stuck loop gets the service restarted.
+async fn watchdog_loop(shared: Arc<Shared>, every: Duration, mut shutdown: Shutdown) {
+    let period = every / 2;
+    loop {
+        let problem = progress_problem(&shared).await;
+        {
+            let mut stuck = shared.stuck.lock().unwrap_or_else(|p| p.into_inner());
+            match &problem {
+                None => {
+                    if stuck.take().is_some() {
+                        info!("progress resumed; watchdog pings resume");
+                    }
+                    notify(&[NotifyState::Watchdog]);
+                }
+                Some(why) => {
+                    if stuck.as_deref() != Some(why.as_str()) {
+                        error!(problem = %why, "no progress: withholding watchdog pings so systemd restarts the service");
+                    }
+                    *stuck = Some(why.clone());
+                }
+            }
+        }
+        if !shutdown.sleep(period).await {
+            return;
+        }
+    }
 }
 
 async fn prune_loop(store: Store, retention: Duration, mut shutdown: Shutdown) {
@@ -213,23 +572,4 @@ async fn prune_loop(store: Store, retention: Duration, mut shutdown: Shutdown) {
             return;
         }
     }
-}
-
-#[cfg(unix)]
-async fn wait_for_signal() -> Result<&'static str, DaemonError> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
-    let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
-    tokio::select! {
-        _ = term.recv() => Ok("SIGTERM"),
-        _ = int.recv() => Ok("SIGINT"),
-    }
-}
-
-#[cfg(not(unix))]
-async fn wait_for_signal() -> Result<&'static str, DaemonError> {
-    tokio::signal::ctrl_c()
-        .await
-        .map_err(DaemonError::Signals)?;
-    Ok("ctrl-c")
 }

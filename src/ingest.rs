@@ -16,8 +16,8 @@ pub struct IngestReport {
     pub known: usize,
     pub duplicates: usize,
     pub too_old: usize,
-    /// Alerts queued, with their webhook URL (for waking delivery).
-    pub queued: Vec<(String, String)>,
+    /// Alerts queued: (alert id, webhook URL, department), for waking delivery and metrics.
+    pub queued: Vec<(String, String, String)>,
 }
 
 /// Alerts an item raises: one per matching department, with its serialised body.
@@ -37,6 +37,7 @@ pub fn alerts_for(
             let body = serde_json::to_string(&a).ok()?;
             Some(NewAlert {
                 id: a.id,
+                channel: "alerts".into(),
                 department: dept.id.clone(),
                 url: dept.webhook.to_string(),
                 body,
@@ -89,7 +90,9 @@ pub fn ingest(
         for id in committed.queued {
             if let Some(a) = alerts.iter().find(|a| a.id == id) {
                 tracing::info!(source = %source.id, department = %a.department, alert_id = %a.id, url = item.url.as_deref().unwrap_or(""), title = %item.title, "alert raised");
-                report.queued.push((a.id.clone(), a.url.clone()));
+                report
+                    .queued
+                    .push((a.id.clone(), a.url.clone(), a.department.clone()));
             }
         }
     }

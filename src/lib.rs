@@ -23,6 +23,7 @@
 //! - [`daemon`]: wiring, signals, shutdown. [`shutdown`]: the stop signal tasks share.
 
 pub mod alert;
+pub mod api;
 pub mod charset;
 pub mod config;
 pub mod daemon;
@@ -30,6 +31,8 @@ pub mod date;
 pub mod fetch;
 pub mod ingest;
 pub mod item;
+pub mod metrics;
+pub mod ops;
 pub mod poll;
 pub mod robots;
 pub mod rules;

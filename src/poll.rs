@@ -22,7 +22,10 @@ pub struct Engine {
     pub fetcher: Arc<Fetcher>,
     pub matcher: Arc<Matcher>,
     pub delivery: Arc<Delivery>,
-    pub robots: Robots,
+    pub robots: Arc<Robots>,
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// Polls in flight and when each started, for the watchdog.
+    pub in_flight: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -133,9 +136,25 @@ async fn ingest_and_notify(
     })
     .await
     .map_err(task_failed)??;
-    for (_, url) in &report.queued {
+    for (_, url, department) in &report.queued {
         engine.delivery.notify(url);
+        engine
+            .metrics
+            .alerts
+            .get_or_create(&crate::metrics::AlertLabels {
+                department: department.clone(),
+                level: "blue".into(),
+                kind: "new".into(),
+            })
+            .inc();
     }
+    engine.metrics.item(&source.id, "new", report.new as u64);
+    engine
+        .metrics
+        .item(&source.id, "duplicate", report.duplicates as u64);
+    engine
+        .metrics
+        .item(&source.id, "too_old", report.too_old as u64);
     Ok(report)
 }
 

@@ -62,6 +62,28 @@ pub fn initial_delay(source: &Source, state: &SourceState, now: DateTime<Utc>) -
     window.mul_f64(fastrand::f64())
 }
 
+/// Queues a source-health alert for operators and wakes its delivery.
+async fn raise_ops(engine: &Engine, source: &Source, alert: crate::store::NewAlert) {
+    let store = engine.store.clone();
+    let a = alert.clone();
+    match tokio::task::spawn_blocking(move || store.enqueue(&a, Utc::now())).await {
+        Ok(Ok(true)) => {
+            info!(source = %source.id, alert_id = %alert.id, kind = %alert.department, "ops alert raised");
+            engine
+                .metrics
+                .ops_alerts
+                .get_or_create(&crate::metrics::ResultLabel {
+                    result: alert.department.trim_start_matches("ops:").to_string(),
+                })
+                .inc();
+            engine.delivery.notify(&alert.url);
+        }
+        Ok(Ok(false)) => {}
+        Ok(Err(e)) => warn!(source = %source.id, error = %e, "cannot queue the ops alert"),
+        Err(e) => warn!(source = %source.id, error = %e, "ops alert task failed"),
+    }
+}
+
 /// The life of one source: wait, poll, record health, repeat until shutdown.
 pub async fn run_source(engine: Arc<Engine>, source: Source, mut shutdown: Shutdown) {
     let load = {
@@ -87,9 +109,34 @@ pub async fn run_source(engine: Arc<Engine>, source: Source, mut shutdown: Shutd
     }
     loop {
         let started = Utc::now();
+        let clock = std::time::Instant::now();
+        engine
+            .in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(source.id.clone(), clock);
         // Boxed so an idle source task (most of them, most of the time) holds only its
         // timer, not the space of a whole in-flight HTTP request.
         let result = Box::pin(poll(&engine, &source, &mut state)).await;
+        engine
+            .in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&source.id);
+        engine.metrics.healthy(&source.id, result.is_ok());
+        let outcome = match &result {
+            Ok(PollSummary::NotModified) => "not_modified".to_string(),
+            Ok(PollSummary::Fetched { .. }) => "ok".to_string(),
+            Err(e) => e.reason(),
+        };
+        engine.metrics.fetch(&source.id, &outcome);
+        engine
+            .metrics
+            .fetch_duration
+            .get_or_create(&crate::metrics::SourceLabel {
+                source: source.id.clone(),
+            })
+            .observe(clock.elapsed().as_secs_f64());
         let now = Utc::now();
         state.last_poll = Some(started);
         let delay = match result {
@@ -100,6 +147,7 @@ pub async fn run_source(engine: Arc<Engine>, source: Source, mut shutdown: Shutd
                 state.failing = None;
                 state.consecutive_failures = 0;
                 state.last_success = Some(now);
+                state.first_success.get_or_insert(now);
                 state.first_poll_done = true;
                 match summary {
                     PollSummary::NotModified => {
@@ -112,6 +160,9 @@ pub async fn run_source(engine: Arc<Engine>, source: Source, mut shutdown: Shutd
                         encoding,
                     } => {
                         state.last_status = Some(200);
+                        if report.new > 0 {
+                            state.last_new_item = Some(now);
+                        }
                         state.items_new += report.new as u64;
                         state.items_total_seen += items as u64;
                         info!(source = %source.id, items, new = report.new, known = report.known, duplicates = report.duplicates, too_old = report.too_old, alerts = report.queued.len(), encoding, "polled");
@@ -149,6 +200,11 @@ pub async fn run_source(engine: Arc<Engine>, source: Source, mut shutdown: Shutd
         state.next_poll = chrono::Duration::from_std(delay)
             .ok()
             .and_then(|d| now.checked_add_signed(d));
+        if let Some(ops) = &engine.config.ops {
+            if let Some(alert) = crate::ops::evaluate(ops, &source, &mut state, now) {
+                raise_ops(&engine, &source, alert).await;
+            }
+        }
         let store = engine.store.clone();
         let id = source.id.clone();
         let snapshot = state.clone();

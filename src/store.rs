@@ -10,6 +10,7 @@
 //! | `urls`    | canonical URL                        | item id of the first item with that URL |
 //! | `hashes`  | content hash (32 hex)                | item id of the first item with that text |
 //! | `alerts`  | alert id (32 hex)                    | the alert's webhook body (JSON text)    |
+//! | `alert_times` | created (ms, u64 BE) ++ alert id | empty: the time index of `alerts` for the API |
 //! | `outbox`  | destination (8 bytes) ++ seq (u64 BE) | [`OutboxEntry`] as JSON                 |
 //! | `dead`    | seq (u64 BE)                         | [`DeadLetter`] as JSON                  |
 //! | `sources` | source id                            | [`SourceState`] as JSON                 |
@@ -85,6 +86,18 @@ pub struct SourceState {
     /// The reason of the current failure streak (`None` when healthy): logged on change only.
     #[serde(default)]
     pub failing: Option<String>,
+    /// First successful poll ever (the reference for "silent" before any new item).
+    #[serde(default)]
+    pub first_success: Option<DateTime<Utc>>,
+    /// When a poll last brought a new item.
+    #[serde(default)]
+    pub last_new_item: Option<DateTime<Utc>>,
+    /// Since when operators have been told the source is unhealthy (None: not told).
+    #[serde(default)]
+    pub ops_alerted: Option<DateTime<Utc>>,
+    /// Since when operators have been told the source is silent.
+    #[serde(default)]
+    pub ops_silent: Option<DateTime<Utc>>,
     /// Unreadable dates are logged once per source, not on every poll.
     #[serde(default)]
     pub bad_dates_logged: bool,
@@ -103,6 +116,9 @@ pub struct PendingDetail {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct OutboxEntry {
     pub alert_id: String,
+    /// `alerts` (content alerts) or `ops` (source health): decides the signing secret.
+    #[serde(default = "alerts_channel")]
+    pub channel: String,
     pub department: String,
     pub url: String,
     /// The exact body sent on every attempt.
@@ -111,6 +127,10 @@ pub struct OutboxEntry {
     pub attempts: u32,
     pub next_attempt: DateTime<Utc>,
     pub last_error: Option<String>,
+}
+
+fn alerts_channel() -> String {
+    "alerts".into()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -138,6 +158,7 @@ pub fn destination_of(url: &str) -> Destination {
 #[derive(Debug, Clone)]
 pub struct NewAlert {
     pub id: String,
+    pub channel: String,
     pub department: String,
     pub url: String,
     pub body: String,
@@ -161,6 +182,7 @@ pub struct Store {
     urls: sled::Tree,
     hashes: sled::Tree,
     alerts: sled::Tree,
+    alert_times: sled::Tree,
     outbox: sled::Tree,
     dead: sled::Tree,
     sources: sled::Tree,
@@ -229,6 +251,7 @@ impl Store {
             urls: db.open_tree("urls")?,
             hashes: db.open_tree("hashes")?,
             alerts: db.open_tree("alerts")?,
+            alert_times: db.open_tree("alert_times")?,
             outbox: db.open_tree("outbox")?,
             dead: db.open_tree("dead")?,
             sources: db.open_tree("sources")?,
@@ -353,6 +376,7 @@ impl Store {
             key.extend_from_slice(&seq.to_be_bytes());
             let entry = OutboxEntry {
                 alert_id: a.id.clone(),
+                channel: a.channel.clone(),
                 department: a.department.clone(),
                 url: a.url.clone(),
                 body: a.body.clone(),
@@ -363,6 +387,13 @@ impl Store {
             };
             prepared.push((a, key, to_json(&entry)));
         }
+        let time_key = |id: &str| {
+            let mut k = (now.timestamp_millis().max(0) as u64)
+                .to_be_bytes()
+                .to_vec();
+            k.extend_from_slice(id.as_bytes());
+            k
+        };
         let result = (
             &self.items,
             &self.seen,
@@ -370,8 +401,9 @@ impl Store {
             &self.hashes,
             &self.alerts,
             &self.outbox,
+            &self.alert_times,
         )
-            .transaction(|(items, seen, urls, hashes, alerts_t, outbox)| {
+            .transaction(|(items, seen, urls, hashes, alerts_t, outbox, times)| {
                 items.insert(item.id.as_bytes(), item_json.as_slice())?;
                 // An update (a late detail page) keeps the original first-seen record.
                 if seen.get(item.id.as_bytes())?.is_none() {
@@ -393,6 +425,7 @@ impl Store {
                         continue;
                     }
                     alerts_t.insert(a.id.as_bytes(), a.body.as_bytes())?;
+                    times.insert(time_key(&a.id), &[] as &[u8])?;
                     outbox.insert(key.as_slice(), entry.as_slice())?;
                     queued.push(a.id.clone());
                 }
@@ -404,6 +437,173 @@ impl Store {
             // Our closure never aborts.
             Err(TransactionError::Abort(())) => Ok(Committed::default()),
         }
+    }
+
+    /// Queues an alert that belongs to no item (source health for operators): recorded and
+    /// queued atomically, once per id.
+    pub fn enqueue(&self, a: &NewAlert, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let seq = self.db.generate_id()?;
+        let mut key = destination_of(&a.url).to_vec();
+        key.extend_from_slice(&seq.to_be_bytes());
+        let entry = to_json(&OutboxEntry {
+            alert_id: a.id.clone(),
+            channel: a.channel.clone(),
+            department: a.department.clone(),
+            url: a.url.clone(),
+            body: a.body.clone(),
+            created: now,
+            attempts: 0,
+            next_attempt: now,
+            last_error: None,
+        });
+        let mut tk = (now.timestamp_millis().max(0) as u64)
+            .to_be_bytes()
+            .to_vec();
+        tk.extend_from_slice(a.id.as_bytes());
+        let r = (&self.alerts, &self.outbox, &self.alert_times).transaction(
+            |(alerts, outbox, times)| {
+                if alerts.get(a.id.as_bytes())?.is_some() {
+                    return Ok(false);
+                }
+                alerts.insert(a.id.as_bytes(), a.body.as_bytes())?;
+                times.insert(tk.as_slice(), &[] as &[u8])?;
+                outbox.insert(key.as_slice(), entry.as_slice())?;
+                Ok::<_, ConflictableTransactionError<()>>(true)
+            },
+        );
+        let queued = match r {
+            Ok(q) => q,
+            Err(TransactionError::Abort(())) => false,
+            Err(TransactionError::Storage(e)) => return Err(e.into()),
+        };
+        self.db.flush()?;
+        Ok(queued)
+    }
+
+    /// Alert bodies, newest first, from before `cursor` (an opaque key from a previous page).
+    pub fn alerts_page(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+        mut keep: impl FnMut(&serde_json::Value) -> bool,
+    ) -> Result<(Vec<serde_json::Value>, Option<String>), StoreError> {
+        let end = cursor.and_then(|c| hex::decode(c).ok());
+        let iter = match &end {
+            Some(e) => self.alert_times.range(..e.as_slice()),
+            None => self.alert_times.range::<&[u8], _>(..),
+        };
+        let mut out = Vec::new();
+        let mut last_shown: Option<Vec<u8>> = None;
+        let mut next = None;
+        for kv in iter.rev() {
+            let (k, _) = kv?;
+            if k.len() <= 8 {
+                continue;
+            }
+            let Some(body) = self.alerts.get(&k[8..])? else {
+                continue;
+            };
+            let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) else {
+                continue;
+            };
+            if !keep(&v) {
+                continue;
+            }
+            if out.len() == limit {
+                // There is more: the next page starts before the last alert shown.
+                next = last_shown.map(hex::encode);
+                break;
+            }
+            last_shown = Some(k.to_vec());
+            out.push(v);
+        }
+        Ok((out, next))
+    }
+
+    /// Items matching `keep`, newest fetched first (a full scan: the API's search, not a
+    /// hot path).
+    pub fn items_matching(
+        &self,
+        limit: usize,
+        mut keep: impl FnMut(&Item) -> bool,
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut out: Vec<Item> = Vec::new();
+        for kv in self.items.iter() {
+            let (k, v) = kv?;
+            let item: Item = match from_json("items", &k, &v) {
+                Ok(i) => i,
+                Err(_) => continue,
+            };
+            if keep(&item) {
+                out.push(item);
+            }
+        }
+        out.sort_by(|a, b| b.fetched.cmp(&a.fetched));
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    /// Every source's saved state.
+    pub fn source_states(&self) -> Result<Vec<(String, SourceState)>, StoreError> {
+        self.sources
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv?;
+                let id = String::from_utf8_lossy(&k).into_owned();
+                let st = from_json("sources", &k, &v)?;
+                Ok((id, st))
+            })
+            .collect()
+    }
+
+    /// Dead letters with their sequence keys (for retrying one).
+    pub fn dead_letters_keyed(&self) -> Result<Vec<(u64, DeadLetter)>, StoreError> {
+        self.dead
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv?;
+                let mut b = [0u8; 8];
+                if k.len() == 8 {
+                    b.copy_from_slice(&k);
+                }
+                Ok((u64::from_be_bytes(b), from_json("dead", &k, &v)?))
+            })
+            .collect()
+    }
+
+    /// Moves a dead letter back to the end of its destination's queue; false if unknown.
+    pub fn retry_dead(&self, seq: u64, now: DateTime<Utc>) -> Result<Option<String>, StoreError> {
+        let Some(v) = self.dead.get(seq.to_be_bytes())? else {
+            return Ok(None);
+        };
+        let dead: DeadLetter = from_json("dead", &seq.to_be_bytes(), &v)?;
+        let mut entry = dead.entry;
+        entry.attempts = 0;
+        entry.next_attempt = now;
+        entry.last_error = Some(format!("retried by operator after: {}", dead.reason));
+        let new_seq = self.db.generate_id()?;
+        let mut key = destination_of(&entry.url).to_vec();
+        key.extend_from_slice(&new_seq.to_be_bytes());
+        let json = to_json(&entry);
+        let r = (&self.dead, &self.outbox).transaction(|(d, o)| {
+            d.remove(&seq.to_be_bytes())?;
+            o.insert(key.as_slice(), json.as_slice())?;
+            Ok::<_, ConflictableTransactionError<()>>(())
+        });
+        match r {
+            Ok(()) | Err(TransactionError::Abort(())) => {}
+            Err(TransactionError::Storage(e)) => return Err(e.into()),
+        }
+        self.db.flush()?;
+        Ok(Some(entry.url))
+    }
+
+    /// A cheap read and write, to tell a working store from a wedged one (watchdog, readyz).
+    pub fn check(&self) -> Result<(), StoreError> {
+        let meta = self.db.open_tree("meta")?;
+        meta.insert("alive", &Utc::now().timestamp().to_be_bytes())?;
+        meta.get("schema")?;
+        Ok(())
     }
 
     pub fn alert_body(&self, alert_id: &str) -> Result<Option<String>, StoreError> {
@@ -588,6 +788,11 @@ impl Store {
                 report.alerts += 1;
             }
         }
+        let cutoff_key = (cutoff.timestamp_millis().max(0) as u64).to_be_bytes();
+        for kv in self.alert_times.range(..cutoff_key.as_slice()) {
+            let (k, _) = kv?;
+            self.alert_times.remove(&k)?;
+        }
         Ok(report)
     }
 
@@ -637,6 +842,7 @@ mod tests {
         let now = Utc::now();
         let mk = |id: &str| NewAlert {
             id: id.into(),
+            channel: "alerts".into(),
             department: "d".into(),
             url: "http://127.0.0.1:1/hook".into(),
             body: format!("{{\"id\":\"{id}\"}}"),

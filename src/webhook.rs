@@ -2,7 +2,8 @@
 //! signs each request, retries with capped exponential backoff and removes an entry only
 //! after a 2xx. Refusals (4xx other than 408/429) go to the dead-letter tree.
 
-use crate::config::WebhookSettings;
+use crate::config::{OpsSettings, WebhookSettings};
+use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::store::{destination_of, Destination, OutboxEntry, Store};
 use chrono::Utc;
@@ -28,24 +29,28 @@ pub fn sign(secret: &[u8], timestamp: i64, body: &str) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-/// Counters of what delivery did, for status and tests.
-#[derive(Debug, Default)]
-pub struct DeliveryStats {
-    pub delivered: AtomicU64,
-    pub failed_attempts: AtomicU64,
-    pub dead_lettered: AtomicU64,
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error("cannot build the webhook client: {0}")]
+    Client(String),
+    #[error("{0}")]
+    Secret(String),
 }
 
 pub struct Delivery {
     store: Store,
     client: reqwest::Client,
     secret: Option<Vec<u8>>,
+    ops_secret: Option<Vec<u8>>,
+    metrics: Arc<Metrics>,
+    /// Unix ms when the oldest send still in progress began (0: none) — the watchdog's view
+    /// of a stuck delivery.
+    sending_since: AtomicU64,
     timeout: Duration,
     max_backoff: Duration,
     queues: Mutex<HashMap<Destination, Arc<Notify>>>,
     shutdown: Shutdown,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
-    pub stats: DeliveryStats,
 }
 
 enum Attempt {
@@ -61,15 +66,24 @@ impl Delivery {
     pub fn new(
         store: Store,
         settings: &WebhookSettings,
+        ops: Option<&OpsSettings>,
+        metrics: Arc<Metrics>,
         shutdown: Shutdown,
-    ) -> Result<Arc<Delivery>, crate::fetch::ClientError> {
+    ) -> Result<Arc<Delivery>, DeliveryError> {
         crate::fetch::install_crypto_provider();
         let secret = settings
-            .secret_env
-            .as_deref()
-            .and_then(|var| std::env::var(var).ok())
-            .filter(|s| !s.is_empty())
+            .secret
+            .read()
+            .map_err(DeliveryError::Secret)?
             .map(String::into_bytes);
+        let ops_secret = match ops {
+            Some(o) => o
+                .secret
+                .read()
+                .map_err(DeliveryError::Secret)?
+                .map(String::into_bytes),
+            None => None,
+        };
         let client = reqwest::Client::builder()
             .connect_timeout(settings.timeout)
             .timeout(settings.timeout)
@@ -77,18 +91,35 @@ impl Delivery {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(format!("tingfeng/{}", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| crate::fetch::ClientError(e.to_string()))?;
+            .map_err(|e| DeliveryError::Client(e.to_string()))?;
         Ok(Arc::new(Delivery {
             store,
             client,
             secret,
+            ops_secret,
+            metrics,
+            sending_since: AtomicU64::new(0),
             timeout: settings.timeout,
             max_backoff: settings.max_backoff,
             queues: Mutex::new(HashMap::new()),
             shutdown,
             tasks: Mutex::new(Vec::new()),
-            stats: DeliveryStats::default(),
         }))
+    }
+
+    /// How long the current send has been running, if one is (for the watchdog).
+    pub fn stuck_for(&self) -> Option<Duration> {
+        let since = self.sending_since.load(Ordering::Relaxed);
+        if since == 0 {
+            return None;
+        }
+        let now = Utc::now().timestamp_millis().max(0) as u64;
+        Some(Duration::from_millis(now.saturating_sub(since)))
+    }
+
+    /// The longest a healthy send can take.
+    pub fn send_limit(&self) -> Duration {
+        self.timeout * 2 + Duration::from_secs(5)
     }
 
     pub fn is_signing(&self) -> bool {
@@ -184,17 +215,30 @@ impl Delivery {
                 }
                 continue;
             }
+            let started = Utc::now().timestamp_millis().max(1) as u64;
+            let _ = self.sending_since.compare_exchange(
+                0,
+                started,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
             let attempt = self.send(&entry).await;
+            let _ = self.sending_since.compare_exchange(
+                started,
+                0,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
             let now = Utc::now();
             let store = self.store.clone();
             let result = match attempt {
                 Attempt::Acked(status) => {
-                    self.stats.delivered.fetch_add(1, Ordering::Relaxed);
+                    self.metrics.delivery("delivered");
                     info!(alert_id = %entry.alert_id, department = %entry.department, url = %entry.url, status, attempts = entry.attempts + 1, "alert delivered");
                     tokio::task::spawn_blocking(move || store.outbox_ack(&key)).await
                 }
                 Attempt::Retry { reason, after } => {
-                    self.stats.failed_attempts.fetch_add(1, Ordering::Relaxed);
+                    self.metrics.delivery("retry");
                     entry.attempts = entry.attempts.saturating_add(1);
                     let delay = backoff(entry.attempts, self.max_backoff, after);
                     entry.next_attempt = chrono::Duration::from_std(delay)
@@ -206,7 +250,7 @@ impl Delivery {
                     tokio::task::spawn_blocking(move || store.outbox_update(&key, &entry)).await
                 }
                 Attempt::Refused(reason) => {
-                    self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                    self.metrics.delivery("dead");
                     tracing::error!(alert_id = %entry.alert_id, department = %entry.department, url = %entry.url, reason = %reason, "webhook refused the alert; moved to dead letters");
                     tokio::task::spawn_blocking(move || {
                         store.outbox_dead(&key, &entry, &reason, now)
@@ -231,7 +275,11 @@ impl Delivery {
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header("X-Tingfeng-Id", &entry.alert_id)
             .header("X-Tingfeng-Timestamp", ts.to_string());
-        if let Some(secret) = &self.secret {
+        let secret = match entry.channel.as_str() {
+            "ops" => self.ops_secret.as_ref(),
+            _ => self.secret.as_ref(),
+        };
+        if let Some(secret) = secret {
             req = req.header("X-Tingfeng-Signature", sign(secret, ts, &entry.body));
         }
         let resp = match req.body(entry.body.clone()).send().await {

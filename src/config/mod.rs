@@ -9,7 +9,7 @@ pub mod span;
 use crate::charset;
 use crate::source::html;
 use chrono_tz::Tz;
-use raw::{RawDaemon, RawDefaults, RawDepartment, RawSource, RawWebhook};
+use raw::{RawDaemon, RawDefaults, RawDepartment, RawOpsWebhook, RawSource, RawWebhook};
 use span::{KeyPath, Locator, Seg};
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -35,6 +35,7 @@ pub struct Config {
     pub sources: Vec<Source>,
     pub departments: Vec<Department>,
     pub webhook: WebhookSettings,
+    pub ops: Option<OpsSettings>,
     /// Things worth saying that do not stop the daemon (e.g. a very short interval).
     pub warnings: Vec<String>,
 }
@@ -48,7 +49,48 @@ pub struct DaemonSettings {
     pub max_concurrent_fetches: usize,
     pub cache_capacity_bytes: u64,
     pub shutdown_grace: Duration,
-    pub api_token_env: Option<String>,
+    /// The bearer token of the HTTP API.
+    pub api_token: SecretRef,
+}
+
+/// Where a secret comes from: a file (systemd credentials) or an environment variable —
+/// never the config file itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SecretRef {
+    pub env: Option<String>,
+    pub file: Option<PathBuf>,
+}
+
+impl SecretRef {
+    pub fn is_set(&self) -> bool {
+        self.env.is_some() || self.file.is_some()
+    }
+
+    /// The secret, if configured and present. A configured file that cannot be read is an
+    /// error (a service started without its credential must not run unsigned); an unset
+    /// variable is `None`.
+    pub fn read(&self) -> Result<Option<String>, String> {
+        if let Some(f) = &self.file {
+            return std::fs::read_to_string(f)
+                .map(|s| Some(s.trim().to_string()).filter(|s| !s.is_empty()))
+                .map_err(|e| format!("cannot read secret file {}: {e}", f.display()));
+        }
+        Ok(self
+            .env
+            .as_deref()
+            .and_then(|v| std::env::var(v).ok())
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty()))
+    }
+}
+
+/// `[ops_webhook]`: source-health alerts for operators.
+#[derive(Debug, Clone)]
+pub struct OpsSettings {
+    pub url: Url,
+    pub secret: SecretRef,
+    pub failures: u32,
+    pub silent_after: Duration,
 }
 
 /// Settings of the one shared HTTP client (not overridable per source).
@@ -219,7 +261,7 @@ pub struct Department {
 #[derive(Debug, Clone)]
 pub struct WebhookSettings {
     pub url: Option<Url>,
-    pub secret_env: Option<String>,
+    pub secret: SecretRef,
     pub timeout: Duration,
     pub max_backoff: Duration,
 }
@@ -560,6 +602,9 @@ impl Validator {
         let daemon: RawDaemon = self.section(&mut top, "daemon");
         let defaults: RawDefaults = self.section(&mut top, "defaults");
         let webhook: RawWebhook = self.section(&mut top, "webhook");
+        let ops_raw: Option<RawOpsWebhook> = top
+            .contains_key("ops_webhook")
+            .then(|| self.section(&mut top, "ops_webhook"));
         let sources: Vec<(usize, Option<RawSource>)> = self.array(&mut top, "source");
         let departments: Vec<(usize, Option<RawDepartment>)> = self.array(&mut top, "department");
         let mut unknown: Vec<String> = top.keys().cloned().collect();
@@ -572,7 +617,7 @@ impl Validator {
             self.issue(
                 &at,
                 Some(&key),
-                "unknown section (expected daemon, defaults, source, department, webhook)",
+                "unknown section (expected daemon, defaults, source, department, webhook, ops_webhook)",
             );
         }
 
@@ -581,6 +626,7 @@ impl Validator {
         let webhook = self.webhook(webhook);
         let sources = self.sources(sources, &base);
         let departments = self.departments(departments, &webhook);
+        let ops = self.ops(ops_raw);
         if sources.is_empty() && self.issues.is_empty() {
             self.warnings
                 .push("no [[source]] configured: the daemon will poll nothing".into());
@@ -592,6 +638,7 @@ impl Validator {
             sources,
             departments,
             webhook: webhook?,
+            ops,
             warnings: Vec::new(),
         })
     }
@@ -614,11 +661,14 @@ impl Validator {
             }
         };
         if let Some(addr) = listen {
-            if !addr.ip().is_loopback() && raw.api_token_env.is_none() {
+            if !addr.ip().is_loopback()
+                && raw.api_token_env.is_none()
+                && raw.api_token_file.is_none()
+            {
                 self.issue(
                     &at,
                     Some("listen"),
-                    format!("{addr} is not loopback: set daemon.api_token_env so the API requires a token"),
+                    format!("{addr} is not loopback: set daemon.api_token_env or api_token_file so the API requires a token"),
                 );
             }
         }
@@ -659,7 +709,10 @@ impl Validator {
             max_concurrent_fetches,
             cache_capacity_bytes: cache_mb as u64 * 1024 * 1024,
             shutdown_grace,
-            api_token_env: raw.api_token_env,
+            api_token: SecretRef {
+                env: raw.api_token_env,
+                file: raw.api_token_file.map(PathBuf::from),
+            },
         })
     }
 
@@ -818,9 +871,51 @@ impl Validator {
             .unwrap_or(Duration::from_secs(300));
         Some(WebhookSettings {
             url,
-            secret_env: raw.secret_env,
+            secret: SecretRef {
+                env: raw.secret_env,
+                file: raw.secret_file.map(PathBuf::from),
+            },
             timeout,
             max_backoff,
+        })
+    }
+
+    fn ops(&mut self, raw: Option<RawOpsWebhook>) -> Option<OpsSettings> {
+        let raw = raw?;
+        let at = At {
+            path: KeyPath::root().key("ops_webhook"),
+            label: None,
+        };
+        let url = match raw.url.as_deref() {
+            None => {
+                self.issue(&at, Some("url"), "is missing");
+                None
+            }
+            s => self.url(&at, "url", s),
+        };
+        let failures = match raw.failures {
+            None => 3,
+            Some(n) if (1..=1000).contains(&n) => n as u32,
+            Some(n) => {
+                self.issue(
+                    &at,
+                    Some("failures"),
+                    format!("{n} must be between 1 and 1000"),
+                );
+                3
+            }
+        };
+        let silent_after = self
+            .duration(&at, "silent_after", raw.silent_after.as_deref())
+            .unwrap_or(Duration::from_secs(24 * 3600));
+        Some(OpsSettings {
+            url: url?,
+            secret: SecretRef {
+                env: raw.secret_env,
+                file: raw.secret_file.map(PathBuf::from),
+            },
+            failures,
+            silent_after,
         })
     }
 
@@ -1575,6 +1670,7 @@ keywords = []
             ("source", expected::<RawSource>()),
             ("department", expected::<RawDepartment>()),
             ("webhook", expected::<RawWebhook>()),
+            ("ops_webhook", expected::<RawOpsWebhook>()),
         ];
         for (name, mut from_serde) in pairs.drain(..) {
             let mut ours: Vec<String> = raw::known_keys(name)

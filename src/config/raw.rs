@@ -17,6 +17,7 @@ pub struct RawDaemon {
     pub cache_capacity_mb: Option<i64>,
     pub shutdown_grace: Option<String>,
     pub api_token_env: Option<String>,
+    pub api_token_file: Option<String>,
 }
 
 /// `[defaults]`. All but `connect_timeout` and `max_redirects` (which belong to the one shared
@@ -113,8 +114,23 @@ pub struct RawDepartment {
 pub struct RawWebhook {
     pub url: Option<String>,
     pub secret_env: Option<String>,
+    pub secret_file: Option<String>,
     pub timeout: Option<String>,
     pub max_backoff: Option<String>,
+}
+
+/// `[ops_webhook]`: where source-health alerts for operators go.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOpsWebhook {
+    pub url: Option<String>,
+    pub secret_env: Option<String>,
+    pub secret_file: Option<String>,
+    /// Consecutive failed polls before a source is reported unhealthy.
+    pub failures: Option<i64>,
+    /// A source with no new item for this long (and longer than its usual cadence) is
+    /// reported silent.
+    pub silent_after: Option<String>,
 }
 
 /// The keys each section accepts (kept equal to the structs by a test), so that every unknown
@@ -130,6 +146,7 @@ pub fn known_keys(section: &str) -> &'static [&'static str] {
             "cache_capacity_mb",
             "shutdown_grace",
             "api_token_env",
+            "api_token_file",
         ],
         "defaults" => &[
             "interval",
@@ -172,7 +189,14 @@ pub fn known_keys(section: &str) -> &'static [&'static str] {
             "date_format",
         ],
         "department" => &["id", "name", "keywords", "exclude", "rules", "webhook"],
-        "webhook" => &["url", "secret_env", "timeout", "max_backoff"],
+        "webhook" => &["url", "secret_env", "secret_file", "timeout", "max_backoff"],
+        "ops_webhook" => &[
+            "url",
+            "secret_env",
+            "secret_file",
+            "failures",
+            "silent_after",
+        ],
         _ => &[],
     }
 }

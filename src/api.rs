@@ -1,0 +1,302 @@
+//! Owns the HTTP API on `daemon.listen`: health and readiness, Prometheus metrics, and JSON
+//! views of alerts, items, sources and the outbox. When a token is configured (required
+//! off loopback) every endpoint but `/healthz` and `/readyz` needs `Authorization: Bearer`.
+
+use crate::daemon::{progress_problem, DaemonError, Shared};
+use crate::shutdown::Shutdown;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::json;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+const DEFAULT_LIMIT: usize = 50;
+const MAX_LIMIT: usize = 500;
+
+/// Binds `addr` and serves until shutdown; a bind failure is reported at startup.
+pub async fn serve(
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    mut shutdown: Shutdown,
+) -> Result<tokio::task::JoinHandle<()>, DaemonError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| DaemonError::Listen { addr, source })?;
+    let bound = listener.local_addr().unwrap_or(addr);
+    tracing::info!(listen = %bound, auth = shared.api_token.is_some(), "HTTP API listening");
+    let app = router(shared);
+    Ok(tokio::spawn(async move {
+        let r = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { shutdown.wait().await })
+            .await;
+        if let Err(e) = r {
+            tracing::error!(error = %e, "HTTP API stopped");
+        }
+    }))
+}
+
+pub fn router(shared: Arc<Shared>) -> Router {
+    let protected = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/api/v1/alerts", get(alerts))
+        .route("/api/v1/items", get(items))
+        .route("/api/v1/sources", get(sources))
+        .route("/api/v1/outbox", get(outbox))
+        .route("/api/v1/outbox/dead/{seq}/retry", post(retry_dead))
+        .route_layer(middleware::from_fn_with_state(
+            shared.clone(),
+            require_token,
+        ));
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .merge(protected)
+        .with_state(shared)
+}
+
+/// Compares without an early exit, so response timing does not leak the token.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn require_token(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
+    if let Some(token) = &shared.api_token {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !same(given.as_bytes(), token.as_bytes()) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                Json(json!({"error": "a valid bearer token is required"})),
+            )
+                .into_response();
+        }
+    }
+    next.run(req).await
+}
+
+fn internal(e: impl std::fmt::Display) -> Response {
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Json(json!({"error": e.to_string()})),
+    )
+        .into_response()
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, crate::store::StoreError> + Send + 'static,
+) -> Result<T, Response> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(internal(e)),
+        Err(e) => Err(internal(e)),
+    }
+}
+
+async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
+    match progress_problem(&shared).await {
+        None => Json(json!({"ready": true})).into_response(),
+        Some(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"ready": false, "reason": why})),
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        shared.metrics.render(),
+    )
+        .into_response()
+}
+
+fn parse_since(s: Option<&str>) -> Result<Option<DateTime<Utc>>, Response> {
+    let Some(s) = s else { return Ok(None) };
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(Some(t.with_timezone(&Utc)));
+    }
+    match humantime::parse_duration(s) {
+        Ok(d) => Ok(chrono::Duration::from_std(d)
+            .ok()
+            .and_then(|d| Utc::now().checked_sub_signed(d))),
+        Err(_) => Err((
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": format!("since={s:?}: give RFC 3339 or a duration such as 24h")})),
+        )
+            .into_response()),
+    }
+}
+
+#[derive(Deserialize)]
+struct AlertQuery {
+    department: Option<String>,
+    level: Option<String>,
+    since: Option<String>,
+    cursor: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn alerts(State(shared): State<Arc<Shared>>, Query(q): Query<AlertQuery>) -> Response {
+    let since = match parse_since(q.since.as_deref()) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+    let store = shared.store.clone();
+    let r = blocking(move || {
+        store.alerts_page(q.cursor.as_deref(), limit, |a| {
+            let dept_ok = q
+                .department
+                .as_deref()
+                .is_none_or(|d| a["department"]["id"] == d);
+            let level_ok = q.level.as_deref().is_none_or(|l| a["level"] == l);
+            let since_ok = since.is_none_or(|s| {
+                a["created"]
+                    .as_str()
+                    .and_then(|c| DateTime::parse_from_rfc3339(c).ok())
+                    .is_some_and(|c| c >= s)
+            });
+            dept_ok && level_ok && since_ok
+        })
+    })
+    .await;
+    match r {
+        Ok((alerts, next)) => Json(json!({"alerts": alerts, "next_cursor": next})).into_response(),
+        Err(resp) => resp,
+    }
+}
+
+#[derive(Deserialize)]
+struct ItemQuery {
+    q: Option<String>,
+    source: Option<String>,
+    since: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn items(State(shared): State<Arc<Shared>>, Query(q): Query<ItemQuery>) -> Response {
+    let since = match parse_since(q.since.as_deref()) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+    let needle = q.q.as_deref().map(crate::text::normalize_for_match);
+    let store = shared.store.clone();
+    let r = blocking(move || {
+        store.items_matching(limit, |it| {
+            q.source.as_deref().is_none_or(|s| it.source == s)
+                && since.is_none_or(|s| it.fetched >= s)
+                && needle.as_deref().is_none_or(|n| {
+                    crate::text::normalize_for_match(&it.title).contains(n)
+                        || crate::text::normalize_for_match(&it.text).contains(n)
+                })
+        })
+    })
+    .await;
+    match r {
+        Ok(items) => Json(json!({"items": items})).into_response(),
+        Err(resp) => resp,
+    }
+}
+
+async fn sources(State(shared): State<Arc<Shared>>) -> Response {
+    let engine = shared.engine();
+    let store = shared.store.clone();
+    let states = match blocking(move || store.source_states()).await {
+        Ok(s) => s.into_iter().collect::<std::collections::HashMap<_, _>>(),
+        Err(r) => return r,
+    };
+    let list: Vec<serde_json::Value> = engine
+        .config
+        .sources
+        .iter()
+        .map(|s| {
+            let st = states.get(&s.id).cloned().unwrap_or_default();
+            json!({
+                "id": s.id,
+                "kind": s.kind.to_string(),
+                "url": s.url.as_str(),
+                "healthy": st.failing.is_none(),
+                "failing": st.failing,
+                "consecutive_failures": st.consecutive_failures,
+                "last_success": st.last_success.map(crate::alert::rfc3339),
+                "last_error": st.last_error,
+                "last_error_at": st.last_error_at.map(crate::alert::rfc3339),
+                "next_poll": st.next_poll.map(crate::alert::rfc3339),
+                "last_status": st.last_status,
+                "items_new": st.items_new,
+                "last_new_item": st.last_new_item.map(crate::alert::rfc3339),
+            })
+        })
+        .collect();
+    let reload_error = shared
+        .reload_error
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    Json(json!({"sources": list, "reload_error": reload_error})).into_response()
+}
+
+async fn outbox(State(shared): State<Arc<Shared>>) -> Response {
+    let store = shared.store.clone();
+    let r = blocking(move || Ok((store.outbox_entries()?, store.dead_letters_keyed()?))).await;
+    match r {
+        Ok((pending, dead)) => {
+            let pending: Vec<serde_json::Value> = pending
+                .iter()
+                .map(|e| {
+                    json!({
+                        "alert_id": e.alert_id, "channel": e.channel, "department": e.department,
+                        "url": e.url, "created": crate::alert::rfc3339(e.created),
+                        "attempts": e.attempts, "next_attempt": crate::alert::rfc3339(e.next_attempt),
+                        "last_error": e.last_error,
+                    })
+                })
+                .collect();
+            let dead: Vec<serde_json::Value> = dead
+                .iter()
+                .map(|(seq, d)| {
+                    json!({
+                        "seq": seq, "alert_id": d.entry.alert_id, "department": d.entry.department,
+                        "url": d.entry.url, "reason": d.reason, "at": crate::alert::rfc3339(d.at),
+                        "retry": format!("/api/v1/outbox/dead/{seq}/retry"),
+                    })
+                })
+                .collect();
+            Json(json!({"pending": pending, "dead": dead})).into_response()
+        }
+        Err(resp) => resp,
+    }
+}
+
+async fn retry_dead(State(shared): State<Arc<Shared>>, Path(seq): Path<u64>) -> Response {
+    let store = shared.store.clone();
+    match blocking(move || store.retry_dead(seq, Utc::now())).await {
+        Ok(Some(url)) => {
+            shared.delivery.notify(&url);
+            tracing::info!(seq, url = %url, "dead letter queued again by operator");
+            Json(json!({"requeued": seq})).into_response()
+        }
+        Ok(None) => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": format!("no dead letter {seq}")})),
+        )
+            .into_response(),
+        Err(r) => r,
+    }
+}
