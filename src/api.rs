@@ -125,7 +125,7 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
         .into_response()
 }
 
-fn parse_since(s: Option<&str>) -> Result<Option<DateTime<Utc>>, Response> {
+fn parse_since(s: Option<&str>) -> Result<Option<DateTime<Utc>>, String> {
     let Some(s) = s else { return Ok(None) };
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(Some(t.with_timezone(&Utc)));
@@ -134,11 +134,9 @@ fn parse_since(s: Option<&str>) -> Result<Option<DateTime<Utc>>, Response> {
         Ok(d) => Ok(chrono::Duration::from_std(d)
             .ok()
             .and_then(|d| Utc::now().checked_sub_signed(d))),
-        Err(_) => Err((
-            StatusCode::BAD_REQUEST,
-            Json(json!({"error": format!("since={s:?}: give RFC 3339 or a duration such as 24h")})),
-        )
-            .into_response()),
+        Err(_) => Err(format!(
+            "since={s:?}: give RFC 3339 or a duration such as 24h"
+        )),
     }
 }
 
@@ -154,7 +152,7 @@ struct AlertQuery {
 async fn alerts(State(shared): State<Arc<Shared>>, Query(q): Query<AlertQuery>) -> Response {
     let since = match parse_since(q.since.as_deref()) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(why) => return (StatusCode::BAD_REQUEST, Json(json!({"error": why}))).into_response(),
     };
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
     let store = shared.store.clone();
@@ -192,7 +190,7 @@ struct ItemQuery {
 async fn items(State(shared): State<Arc<Shared>>, Query(q): Query<ItemQuery>) -> Response {
     let since = match parse_since(q.since.as_deref()) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(why) => return (StatusCode::BAD_REQUEST, Json(json!({"error": why}))).into_response(),
     };
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
     let needle = q.q.as_deref().map(crate::text::normalize_for_match);

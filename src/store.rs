@@ -538,7 +538,7 @@ impl Store {
                 out.push(item);
             }
         }
-        out.sort_by(|a, b| b.fetched.cmp(&a.fetched));
+        out.sort_by_key(|i| std::cmp::Reverse(i.fetched));
         out.truncate(limit);
         Ok(out)
     }
