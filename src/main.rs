@@ -51,6 +51,15 @@ enum Command {
         #[arg(long, default_value = "sources.toml")]
         config: PathBuf,
     },
+    /// Ask the running daemon (its HTTP API) for sources by health, pending deliveries and
+    /// the newest alerts.
+    Status {
+        #[arg(long, default_value = "sources.toml")]
+        config: PathBuf,
+        /// The API base URL (default: from daemon.listen in the config).
+        #[arg(long)]
+        api: Option<String>,
+    },
     /// Fetch one source once and print its items and matches; writes nothing.
     TrySource {
         #[arg(long, default_value = "sources.toml")]
@@ -63,14 +72,51 @@ enum Command {
     },
 }
 
+/// Under systemd (stderr connected to the journal) lines carry a `<N>` syslog priority and
+/// no timestamp of their own, so the journal neither shows the time twice nor files every
+/// line as "info".
+struct JournalPrefix<F>(F);
+
+impl<S, N, F> tracing_subscriber::fmt::FormatEvent<S, N> for JournalPrefix<F>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+    F: tracing_subscriber::fmt::FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let priority = match *event.metadata().level() {
+            tracing::Level::ERROR => 3,
+            tracing::Level::WARN => 4,
+            tracing::Level::INFO => 6,
+            _ => 7,
+        };
+        write!(writer, "<{priority}>")?;
+        self.0.format_event(ctx, writer, event)
+    }
+}
+
 fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
+    let journal = std::env::var_os("JOURNAL_STREAM").is_some();
     match format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text if journal => builder
+            .with_ansi(false)
+            .event_format(JournalPrefix(
+                tracing_subscriber::fmt::format()
+                    .without_time()
+                    .with_ansi(false),
+            ))
+            .init(),
         LogFormat::Text => builder.init(),
     }
 }
@@ -105,6 +151,13 @@ fn main() -> ExitCode {
                     }
                 }
             })
+        }
+        Command::Status { config, api } => {
+            let cfg = match load(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            with_runtime(|| status(cfg, api))
         }
         Command::TrySource { config, id, json } => {
             init_logging(cli.log_format);
@@ -170,6 +223,117 @@ fn check(path: &Path) -> ExitCode {
     }
     println!("  keywords:    {}", cfg.keyword_count());
     println!("  data_dir:    {}", cfg.daemon.data_dir.display());
+    ExitCode::SUCCESS
+}
+
+async fn status(cfg: Config, api: Option<String>) -> ExitCode {
+    let base = api.unwrap_or_else(|| {
+        let mut addr = cfg.daemon.listen;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        format!("http://{addr}")
+    });
+    let token = match cfg.daemon.api_token.read() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    tingfeng::fetch::install_crypto_provider();
+    let client = match reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let get = |path: &str| {
+        let mut req = client.get(format!("{base}{path}"));
+        if let Some(t) = &token {
+            req = req.bearer_auth(t);
+        }
+        async move {
+            let resp = req
+                .send()
+                .await
+                .map_err(|e| tingfeng::fetch::error_chain(&e))?;
+            let status = resp.status();
+            let body = resp.text().await.map_err(|e| e.to_string())?;
+            if !status.is_success() {
+                return Err(format!("HTTP {status}: {body}"));
+            }
+            serde_json::from_str::<serde_json::Value>(&body).map_err(|e| e.to_string())
+        }
+    };
+    let (sources, outbox, alerts) = match (
+        get("/api/v1/sources").await,
+        get("/api/v1/outbox").await,
+        get("/api/v1/alerts?limit=10").await,
+    ) {
+        (Ok(s), Ok(o), Ok(a)) => (s, o, a),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+            eprintln!("error: cannot ask the daemon at {base}: {e} (is it running? is daemon.listen right?)");
+            return ExitCode::from(1);
+        }
+    };
+    let list = sources["sources"].as_array().cloned().unwrap_or_default();
+    let unhealthy: Vec<&serde_json::Value> =
+        list.iter().filter(|s| s["healthy"] == false).collect();
+    println!("sources: {} ({} unhealthy)", list.len(), unhealthy.len());
+    if let Some(e) = sources["reload_error"].as_str() {
+        println!("  LAST RELOAD REFUSED: {e}");
+    }
+    for s in &unhealthy {
+        println!(
+            "  ✗ {} — {} ×{}: {} (next poll {})",
+            s["id"].as_str().unwrap_or("?"),
+            s["failing"].as_str().unwrap_or("?"),
+            s["consecutive_failures"],
+            s["last_error"].as_str().unwrap_or(""),
+            s["next_poll"].as_str().unwrap_or("-")
+        );
+    }
+    let pending = outbox["pending"].as_array().cloned().unwrap_or_default();
+    let dead = outbox["dead"].as_array().cloned().unwrap_or_default();
+    println!(
+        "deliveries: {} pending, {} dead-lettered",
+        pending.len(),
+        dead.len()
+    );
+    for p in pending.iter().take(5) {
+        println!(
+            "  … {} → {} (attempts {}, {})",
+            p["alert_id"].as_str().unwrap_or("?"),
+            p["url"].as_str().unwrap_or("?"),
+            p["attempts"],
+            p["last_error"].as_str().unwrap_or("not tried yet")
+        );
+    }
+    for d in &dead {
+        println!(
+            "  ✗ {} → {}: {} (retry: POST {})",
+            d["alert_id"].as_str().unwrap_or("?"),
+            d["url"].as_str().unwrap_or("?"),
+            d["reason"].as_str().unwrap_or("?"),
+            d["retry"].as_str().unwrap_or("?")
+        );
+    }
+    let newest = alerts["alerts"].as_array().cloned().unwrap_or_default();
+    println!("newest alerts:");
+    for a in &newest {
+        println!(
+            "  {} [{}] {}: {}",
+            a["created"].as_str().unwrap_or("?"),
+            a["level"].as_str().unwrap_or("?"),
+            a["department"]["name"].as_str().unwrap_or("?"),
+            a["item"]["title"].as_str().unwrap_or("")
+        );
+    }
     ExitCode::SUCCESS
 }
 
