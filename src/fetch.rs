@@ -229,6 +229,28 @@ impl Fetcher {
         {
             headers.insert(header::IF_MODIFIED_SINCE, lm);
         }
+        // Credentials are read at the moment of use and never logged or stored.
+        if let Some(cookie) = source
+            .auth
+            .cookie
+            .read()
+            .map_err(|_| FetchError::Request("the configured cookie is unavailable".into()))?
+        {
+            if let Ok(v) = HeaderValue::from_str(&cookie) {
+                headers.insert(header::COOKIE, v);
+            }
+        }
+        if let Some(token) = source
+            .auth
+            .token
+            .read()
+            .map_err(|_| FetchError::Request("the configured token is unavailable".into()))?
+        {
+            if let Ok(mut v) = HeaderValue::from_str(&format!("Bearer {token}")) {
+                v.set_sensitive(true);
+                headers.insert(header::AUTHORIZATION, v);
+            }
+        }
         for (k, v) in &source.headers {
             if let (Ok(k), Ok(v)) = (
                 header::HeaderName::from_bytes(k.as_bytes()),

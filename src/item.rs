@@ -30,6 +30,9 @@ pub struct Item {
     pub content_hash: Option<String>,
     #[serde(default, skip_serializing_if = "Engagement::is_empty")]
     pub engagement: Engagement,
+    /// The item this one is linked to in the same source (a repost → its original).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub related: Option<String>,
 }
 
 /// Engagement numbers a source shows (forum replies and views, microblog reposts …), kept
@@ -65,6 +68,8 @@ pub struct Entry {
     pub author: Option<String>,
     pub published: Option<DateTime<Utc>>,
     pub engagement: Engagement,
+    /// The source's id of a related entry (a repost's original).
+    pub related_guid: Option<String>,
 }
 
 pub fn short_hash(parts: &[&str]) -> String {
@@ -143,16 +148,27 @@ pub fn build_items(source: &str, entries: Vec<Entry>, fetched: DateTime<Utc>) ->
                 fetched,
                 content_hash,
                 engagement: e.engagement,
+                related: e
+                    .related_guid
+                    .as_deref()
+                    .map(|g| short_hash(&[source, &format!("guid:{}", g.trim())])),
             }
         })
         .collect();
 
-    let mut counts: std::collections::HashMap<String, usize> = Default::default();
+    // Distinct contents per identity: the same post listed twice (a repost embedding an
+    // original that is also listed) is one entry, not a collision.
+    let mut contents: std::collections::HashMap<String, std::collections::HashSet<String>> =
+        Default::default();
     for it in &items {
-        *counts.entry(it.identity.clone()).or_default() += 1;
+        contents
+            .entry(it.identity.clone())
+            .or_default()
+            .insert(short_hash(&[&crate::text::significant(&it.title)]));
     }
     for it in &mut items {
-        if it.identity.starts_with("guid:") && counts.get(&it.identity).copied().unwrap_or(0) > 1 {
+        let distinct = contents.get(&it.identity).map_or(0, |c| c.len());
+        if it.identity.starts_with("guid:") && distinct > 1 {
             let title_key = short_hash(&[&crate::text::significant(&it.title)]);
             it.identity = format!("{}#t={title_key}", it.identity);
         }
@@ -162,6 +178,16 @@ pub fn build_items(source: &str, entries: Vec<Entry>, fetched: DateTime<Utc>) ->
     let mut seen = std::collections::HashSet::new();
     items.retain(|it| seen.insert(it.id.clone()));
     items
+}
+
+impl Item {
+    /// Replaces the text (a detail page, a full long post) and its text hash with it.
+    pub fn set_text(&mut self, text: String) {
+        self.text = text;
+        let body = crate::text::significant(&self.text);
+        self.content_hash = (body.chars().count() >= MIN_HASH_CHARS)
+            .then(|| short_hash(&[&crate::text::significant(&self.title), &body]));
+    }
 }
 
 fn absolute_http_url(link: &str) -> Option<String> {

@@ -374,8 +374,46 @@ async fn try_source(cfg: Config, id: String, json: bool) -> ExitCode {
     };
     let now = Utc::now();
     let mut raw_fields: Vec<BTreeMap<String, String>> = Vec::new();
-    let (encoding, evidence, items) = match &source.html {
-        None => match extract_items(
+    let (encoding, evidence, items) = match (&source.html, &source.json) {
+        (None, Some(spec)) => {
+            let ctx = tingfeng::source::json::JsonContext {
+                content_type: fetched.content_type.as_deref(),
+                timezone: cfg.daemon.timezone,
+                now,
+                date_format: source.date_format.as_deref(),
+            };
+            match tingfeng::source::json::extract(&fetched.body, &spec.spec, &ctx) {
+                Ok(page) => {
+                    if let Some(why) = &page.blocked {
+                        println!("BLOCKED: {why}");
+                    }
+                    if !json {
+                        for (k, f) in &spec.spec.fields {
+                            if page.raw.iter().all(|r| !r.contains_key(k)) && k != "repost" {
+                                println!("field `{k}` ({}) matched nothing on any item", f.raw);
+                            }
+                        }
+                        if let Some(c) = &page.next_cursor {
+                            println!("next page cursor: {c}");
+                        }
+                        if !page.long_text.is_empty() {
+                            println!(
+                                "{} long posts (the daemon fetches their full text once)",
+                                page.long_text.len()
+                            );
+                        }
+                    }
+                    let items = tingfeng::item::build_items(&source.id, page.entries.clone(), now);
+                    raw_fields = page.raw;
+                    ("UTF-8", "json".to_string(), items)
+                }
+                Err(e) => {
+                    eprintln!("error: {}: {e}", source.id);
+                    return ExitCode::from(1);
+                }
+            }
+        }
+        (None, None) => match extract_items(
             &source,
             &fetched.final_url,
             &fetched.body,
@@ -389,7 +427,7 @@ async fn try_source(cfg: Config, id: String, json: bool) -> ExitCode {
                 return ExitCode::from(1);
             }
         },
-        Some(spec) => {
+        (Some(spec), _) => {
             let page_url =
                 url::Url::parse(&fetched.final_url).unwrap_or_else(|_| source.url.clone());
             let ctx = html::HtmlContext {

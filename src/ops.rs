@@ -10,7 +10,7 @@ use serde::Serialize;
 
 /// Failure reasons that are a change of state at once, not after N tries: retrying will not
 /// fix a block or a redesign.
-const IMMEDIATE: &[&str] = &["robots", "no items"];
+const IMMEDIATE: &[&str] = &["robots", "no items", "blocked"];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

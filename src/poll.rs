@@ -1,7 +1,7 @@
 //! Owns one poll of one source: fetch (all pages, detail pages, robots.txt for html),
 //! extract, ingest, and waking delivery for what was queued. The scheduler decides when.
 
-use crate::config::{Config, HtmlSource, Source, SourceKind, DETAIL_ATTEMPTS};
+use crate::config::{Config, HtmlSource, JsonSource, Source, SourceKind, DETAIL_ATTEMPTS};
 use crate::fetch::{Conditional, FetchError, FetchOutcome, Fetcher};
 use crate::ingest::{alerts_for, ingest, IngestReport};
 use crate::item::{build_items, Item};
@@ -40,6 +40,9 @@ pub enum PollError {
     Task(String),
     #[error("blocked by robots.txt: {0}")]
     Robots(#[from] Denied),
+    /// The answer means "not let in" (login wall, captcha, 403/418/432), not "no news".
+    #[error("blocked: {0}")]
+    Blocked(String),
     /// An html list page answered but the selectors found nothing, where they used to.
     #[error("selectors matched nothing on {url} (it used to list items): site redesign, captcha or login wall?")]
     NoItems { url: String },
@@ -49,6 +52,10 @@ impl PollError {
     /// A short, stable description of the failure's kind, to log once per change of state.
     pub fn reason(&self) -> String {
         match self {
+            PollError::Fetch(FetchError::Status {
+                status: 403 | 418 | 432,
+                ..
+            }) => "blocked".into(),
             PollError::Fetch(FetchError::Status { status, .. }) => format!("http {status}"),
             PollError::Fetch(e) => format!("fetch {}", e.kind()),
             PollError::Extract(_) => "extract".into(),
@@ -56,6 +63,7 @@ impl PollError {
             PollError::Task(_) => "task".into(),
             PollError::Robots(_) => "robots".into(),
             PollError::NoItems { .. } => "no items".into(),
+            PollError::Blocked(_) => "blocked".into(),
         }
     }
 }
@@ -164,8 +172,9 @@ pub async fn poll(
     source: &Source,
     state: &mut SourceState,
 ) -> Result<PollSummary, PollError> {
-    match (&source.kind, &source.html) {
-        (SourceKind::Html, Some(spec)) => poll_html(engine, source, spec, state).await,
+    match (&source.kind, &source.html, &source.json) {
+        (SourceKind::Html, Some(spec), _) => poll_html(engine, source, spec, state).await,
+        (SourceKind::Json, _, Some(spec)) => poll_json(engine, source, spec, state).await,
         _ => poll_feed(engine, source, state).await,
     }
 }
@@ -304,10 +313,7 @@ async fn fetch_detail(
 /// content keeps the list summary.
 fn apply_detail(item: &mut Item, d: &html::DetailPage) {
     if let Some(c) = d.content.as_ref().filter(|c| !c.is_empty()) {
-        item.text = c.clone();
-        let body = crate::text::significant(&item.text);
-        item.content_hash = (body.chars().count() >= crate::item::MIN_HASH_CHARS)
-            .then(|| crate::item::short_hash(&[&crate::text::significant(&item.title), &body]));
+        item.set_text(c.clone());
     }
     if let Some(t) = d.title.as_ref().filter(|t| !t.is_empty()) {
         item.title = t.clone();
@@ -374,7 +380,12 @@ async fn poll_html(
             encoding = read.page.encoding;
         }
         bad_dates.extend(read.page.bad_dates.iter().cloned());
-        let all_known = !read.items.is_empty() && read.known == read.items.len();
+        let fresh = read
+            .items
+            .iter()
+            .filter(|i| !items.iter().any(|seen| seen.id == i.id))
+            .count();
+        let all_known = !read.items.is_empty() && (read.known == read.items.len() || fresh == 0);
         let next = read.page.next.clone().or_else(|| {
             spec.page_url.as_ref().and_then(|t| {
                 url::Url::parse(&t.replace("{page}", &(page_no + 1).to_string())).ok()
@@ -536,4 +547,218 @@ async fn retry_details_except(
             }
         }
     }
+}
+
+/// The URLs one poll of a json source requests: its URL, or one per keyword of the
+/// departments it searches (as written in the config, percent-encoded).
+pub fn search_urls(source: &Source, spec: &JsonSource, config: &Config) -> Vec<String> {
+    let Some(template) = &spec.url_template else {
+        return vec![source.url.to_string()];
+    };
+    let mut keywords: Vec<&str> = Vec::new();
+    for d in config
+        .departments
+        .iter()
+        .filter(|d| spec.search_departments.contains(&d.id))
+    {
+        for k in &d.keywords {
+            if !keywords.contains(&k.as_str()) {
+                keywords.push(k);
+            }
+        }
+    }
+    keywords
+        .into_iter()
+        .map(|k| {
+            let encoded: String = url::form_urlencoded::byte_serialize(k.as_bytes()).collect();
+            template.replace("{keyword}", &encoded.replace('+', "%20"))
+        })
+        .collect()
+}
+
+struct JsonRead {
+    page: crate::source::json::JsonPage,
+    items: Vec<Item>,
+    known: usize,
+}
+
+async fn read_json_page(
+    engine: &Engine,
+    source: &Source,
+    spec: &Arc<JsonSource>,
+    fetched: crate::fetch::Fetched,
+) -> Result<JsonRead, PollError> {
+    let store = engine.store.clone();
+    let config = engine.config.clone();
+    let src = source.clone();
+    let spec = spec.clone();
+    tokio::task::spawn_blocking(move || {
+        let now = Utc::now();
+        let ctx = crate::source::json::JsonContext {
+            content_type: fetched.content_type.as_deref(),
+            timezone: config.daemon.timezone,
+            now,
+            date_format: src.date_format.as_deref(),
+        };
+        let page = crate::source::json::extract(&fetched.body, &spec.spec, &ctx)?;
+        let items = build_items(&src.id, page.entries.clone(), now);
+        let mut known = 0;
+        for it in &items {
+            if store.seen(&it.id)?.is_some() {
+                known += 1;
+            }
+        }
+        Ok::<_, PollError>(JsonRead { page, items, known })
+    })
+    .await
+    .map_err(task_failed)?
+}
+
+/// Weibo truncates long posts in lists; the full text is one request away on the same origin.
+async fn weibo_long_text(engine: &Engine, source: &Source, id: &str) -> Option<String> {
+    let mut url = source.url.clone();
+    url.set_path("/statuses/extend");
+    url.set_query(Some(&format!("id={id}")));
+    let f = match engine
+        .fetcher
+        .fetch_url(source, url.as_str(), &Conditional::default())
+        .await
+    {
+        Ok(FetchOutcome::Body(f)) => f,
+        _ => return None,
+    };
+    let v: serde_json::Value = serde_json::from_slice(&f.body).ok()?;
+    v.pointer("/data/longTextContent")
+        .and_then(|t| t.as_str())
+        .map(crate::text::html_to_text)
+        .filter(|t| !t.is_empty())
+}
+
+async fn poll_json(
+    engine: &Engine,
+    source: &Source,
+    spec: &Arc<JsonSource>,
+    state: &mut SourceState,
+) -> Result<PollSummary, PollError> {
+    let alerting = source.backlog || state.first_poll_done;
+    let search = spec.url_template.is_some();
+    let urls = search_urls(source, spec, &engine.config);
+    let mut items: Vec<Item> = Vec::new();
+    let mut long_text: std::collections::HashSet<String> = Default::default();
+    let mut collected: std::collections::HashSet<String> = Default::default();
+    let mut validators: (Option<String>, Option<String>) = (None, None);
+    let mut bad_dates: Vec<String> = Vec::new();
+    for base in &urls {
+        let mut url = base.clone();
+        for page_no in 1..=spec.max_pages {
+            // Conditional GET only where a URL is polled as one document over time.
+            let cond = if !search && page_no == 1 {
+                Conditional {
+                    etag: state.etag.clone(),
+                    last_modified: state.last_modified.clone(),
+                }
+            } else {
+                Conditional::default()
+            };
+            let fetched = match engine.fetcher.fetch_url(source, &url, &cond).await {
+                Ok(FetchOutcome::Body(f)) => f,
+                Ok(FetchOutcome::NotModified) if !search && page_no == 1 => {
+                    touch_current(engine, state).await?;
+                    return Ok(PollSummary::NotModified);
+                }
+                Ok(FetchOutcome::NotModified) => break,
+                Err(e) if page_no == 1 => return Err(e.into()),
+                Err(e) => {
+                    warn!(source = %source.id, page = page_no, error = %e, "next page failed; keeping the pages before it");
+                    break;
+                }
+            };
+            if !search && page_no == 1 {
+                validators = (fetched.etag.clone(), fetched.last_modified.clone());
+            }
+            let read = read_json_page(engine, source, spec, fetched).await?;
+            if let Some(why) = read.page.blocked {
+                return Err(PollError::Blocked(why));
+            }
+            bad_dates.extend(read.page.bad_dates.iter().cloned());
+            long_text.extend(read.page.long_text.iter().cloned());
+            // Known: in the store, or already read on an earlier page of this poll.
+            let fresh = read
+                .items
+                .iter()
+                .filter(|i| !collected.contains(&i.id))
+                .count();
+            let all_known = read.known == read.items.len() || fresh == 0;
+            collected.extend(read.items.iter().map(|i| i.id.clone()));
+            items.extend(read.items);
+            let (Some(param), Some(cursor)) = (&spec.spec.cursor_param, &read.page.next_cursor)
+            else {
+                break;
+            };
+            if all_known {
+                break;
+            }
+            let Ok(mut next) = url::Url::parse(base) else {
+                break;
+            };
+            let pairs: Vec<(String, String)> = next
+                .query_pairs()
+                .filter(|(k, _)| k != param)
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+            next.query_pairs_mut()
+                .clear()
+                .extend_pairs(pairs)
+                .append_pair(param, cursor);
+            url = next.to_string();
+        }
+    }
+    let mut seen_ids = std::collections::HashSet::new();
+    items.retain(|it| seen_ids.insert(it.id.clone()));
+    if !bad_dates.is_empty() && !state.bad_dates_logged {
+        warn!(source = %source.id, examples = ?bad_dates.iter().take(3).collect::<Vec<_>>(), "dates not understood; those items keep their fetch time (set date_format?)");
+        state.bad_dates_logged = true;
+    }
+    // Full text of new long posts, once each (known items are never fetched again).
+    if spec.spec.preset == Some(crate::source::json::Preset::Weibo) && !long_text.is_empty() {
+        let store = engine.store.clone();
+        let ids: Vec<String> = items.iter().map(|i| i.id.clone()).collect();
+        let unseen: std::collections::HashSet<String> = tokio::task::spawn_blocking(move || {
+            let mut out = std::collections::HashSet::new();
+            for id in ids {
+                if store.seen(&id)?.is_none() {
+                    out.insert(id);
+                }
+            }
+            Ok::<_, StoreError>(out)
+        })
+        .await
+        .map_err(task_failed)??;
+        for item in items.iter_mut().filter(|i| unseen.contains(&i.id)) {
+            let Some(guid) = item
+                .identity
+                .strip_prefix("guid:")
+                .and_then(|g| g.split('#').next())
+                .map(str::to_string)
+            else {
+                continue;
+            };
+            if long_text.contains(&guid) {
+                if let Some(full) = weibo_long_text(engine, source, &guid).await {
+                    item.set_text(full);
+                }
+            }
+        }
+    }
+    if !search {
+        state.current_items = items.iter().map(|i| i.id.clone()).collect();
+    }
+    let count = items.len();
+    let report = ingest_and_notify(engine, source, items, alerting).await?;
+    (state.etag, state.last_modified) = validators;
+    Ok(PollSummary::Fetched {
+        items: count,
+        report,
+        encoding: "UTF-8",
+    })
 }

@@ -832,6 +832,7 @@ mod tests {
             fetched: Utc::now(),
             content_hash: None,
             engagement: Default::default(),
+            related: None,
         }
     }
 

@@ -7,7 +7,7 @@ mod raw;
 pub mod span;
 
 use crate::charset;
-use crate::source::html;
+use crate::source::{html, json};
 use chrono_tz::Tz;
 use raw::{RawDaemon, RawDefaults, RawDepartment, RawOpsWebhook, RawSource, RawWebhook};
 use span::{KeyPath, Locator, Seg};
@@ -105,6 +105,7 @@ pub struct ClientSettings {
 pub enum SourceKind {
     Feed,
     Html,
+    Json,
 }
 
 impl fmt::Display for SourceKind {
@@ -112,6 +113,7 @@ impl fmt::Display for SourceKind {
         match self {
             SourceKind::Feed => f.write_str("feed"),
             SourceKind::Html => f.write_str("html"),
+            SourceKind::Json => f.write_str("json"),
         }
     }
 }
@@ -124,6 +126,26 @@ pub struct HtmlSource {
     /// A URL template with `{page}` (pages 2…max_pages; page 1 is `url`).
     pub page_url: Option<String>,
     pub max_pages: usize,
+}
+
+/// How a json source is read.
+#[derive(Debug, Clone)]
+pub struct JsonSource {
+    pub spec: json::JsonSpec,
+    /// The URL as written, with `{keyword}` (the parsed `url` has it percent-encoded).
+    pub url_template: Option<String>,
+    /// Departments whose keywords fill `{keyword}` in the URL (one request per keyword).
+    pub search_departments: Vec<String>,
+    pub max_pages: usize,
+}
+
+/// Credentials a source sends, kept as references until the request is made.
+#[derive(Debug, Clone, Default)]
+pub struct Auth {
+    /// The Cookie header, from an environment variable.
+    pub cookie: SecretRef,
+    /// A bearer token, from an environment variable or a file.
+    pub token: SecretRef,
 }
 
 /// How many times a failed detail page is retried on later polls.
@@ -204,6 +226,9 @@ pub struct Source {
     pub date_format: Option<String>,
     /// Set for `kind = "html"`.
     pub html: Option<Arc<HtmlSource>>,
+    /// Set for `kind = "json"`.
+    pub json: Option<Arc<JsonSource>>,
+    pub auth: Auth,
 }
 
 impl Source {
@@ -231,6 +256,8 @@ impl Source {
             robots: true,
             date_format: None,
             html: None,
+            json: None,
+            auth: Auth::default(),
         }
     }
 
@@ -358,6 +385,7 @@ impl Config {
                 message: e.to_string(),
             })?;
         let mut v = Validator {
+            department_ids: HashSet::new(),
             file: path.to_path_buf(),
             locator: Locator::new(text.to_string()),
             env: env.iter().map(|(k, _)| k.to_ascii_uppercase()).collect(),
@@ -395,6 +423,8 @@ impl Config {
 }
 
 struct Validator {
+    /// Departments defined in the file (for sources that search their keywords).
+    department_ids: HashSet<String>,
     file: PathBuf,
     locator: Locator,
     env: HashSet<String>,
@@ -624,8 +654,9 @@ impl Validator {
         let daemon = self.daemon(daemon);
         let (client, base) = self.defaults(&defaults);
         let webhook = self.webhook(webhook);
-        let sources = self.sources(sources, &base);
         let departments = self.departments(departments, &webhook);
+        self.department_ids = departments.iter().map(|d| d.id.clone()).collect();
+        let sources = self.sources(sources, &base);
         let ops = self.ops(ops_raw);
         if sources.is_empty() && self.issues.is_empty() {
             self.warnings
@@ -964,14 +995,7 @@ impl Validator {
             let kind = match raw.kind.as_deref() {
                 Some("feed") => Some(SourceKind::Feed),
                 Some("html") => Some(SourceKind::Html),
-                Some(k @ "json") => {
-                    self.issue(
-                        &at,
-                        Some("kind"),
-                        format!("{k:?} sources are not supported by this build yet (only \"feed\" and \"html\")"),
-                    );
-                    None
-                }
+                Some("json") => Some(SourceKind::Json),
                 Some(k) => {
                     self.issue(
                         &at,
@@ -991,8 +1015,13 @@ impl Validator {
                     None
                 }
             };
+            let json = match kind {
+                Some(SourceKind::Json) => self.json_source(&at, &raw),
+                _ => None,
+            };
             let html = match kind {
                 Some(SourceKind::Html) => self.html_source(&at, &raw),
+                Some(SourceKind::Json) => None,
                 _ => {
                     for (key, set) in [
                         ("select", raw.select.is_some()),
@@ -1064,9 +1093,28 @@ impl Validator {
             if raw.enabled == Some(false) {
                 continue;
             }
-            if kind == Some(SourceKind::Html) && html.is_none() {
+            if (kind == Some(SourceKind::Html) && html.is_none())
+                || (kind == Some(SourceKind::Json) && json.is_none())
+            {
                 continue;
             }
+            if raw.search_departments.is_some() && kind != Some(SourceKind::Json) {
+                self.issue(
+                    &at,
+                    Some("search_departments"),
+                    "only json sources take this key",
+                );
+            }
+            let auth = Auth {
+                cookie: SecretRef {
+                    env: raw.cookie_env.clone(),
+                    file: None,
+                },
+                token: SecretRef {
+                    env: raw.token_env.clone(),
+                    file: raw.token_file.clone().map(PathBuf::from),
+                },
+            };
             if let (Some(id), Some(kind), Some(url)) = (id, kind, url) {
                 out.push(Source {
                     id,
@@ -1088,10 +1136,154 @@ impl Validator {
                     robots: raw.robots.unwrap_or(true),
                     date_format: raw.date_format.clone(),
                     html,
+                    json,
+                    auth,
                 });
             }
         }
         out
+    }
+
+    /// Compiles a json source's JSONPaths (a preset overridden key by key by `select`).
+    fn json_source(&mut self, at: &At<'_>, raw: &RawSource) -> Option<Arc<JsonSource>> {
+        let mut merged: BTreeMap<String, String> = BTreeMap::new();
+        let preset = match &raw.preset {
+            None => None,
+            Some(name) => match json::Preset::parse(name) {
+                Some(p) => {
+                    merged.extend(
+                        p.selectors()
+                            .iter()
+                            .map(|(k, v)| (k.to_string(), v.to_string())),
+                    );
+                    Some(p)
+                }
+                None => {
+                    self.issue(
+                        at,
+                        Some("preset"),
+                        format!(
+                            "{name:?} is not a json preset (have: {})",
+                            json::PRESETS.join(", ")
+                        ),
+                    );
+                    return None;
+                }
+            },
+        };
+        merged.extend(raw.select.clone().unwrap_or_default());
+        let sel_at = At {
+            path: at.path.key("select"),
+            label: at.label,
+        };
+        let mut ok = true;
+        let compile = |this: &mut Self, key: &str, value: &str| -> Option<json::Field> {
+            match json::Field::parse(value) {
+                Ok(f) => Some(f),
+                Err(e) => {
+                    this.issue(&sel_at, Some(key), e);
+                    None
+                }
+            }
+        };
+        let item = match merged.remove("item") {
+            None => {
+                self.issue(
+                    at,
+                    Some("select"),
+                    "needs an `item` JSONPath (selecting each post), or a preset",
+                );
+                return None;
+            }
+            Some(v) => compile(self, "item", &v),
+        };
+        ok &= item.is_some();
+        let link_template = merged.remove("link_template");
+        let cursor_param = merged.remove("cursor_param");
+        let cursor_path = match merged.remove("cursor_path") {
+            Some(v) => {
+                let f = compile(self, "cursor_path", &v);
+                ok &= f.is_some();
+                f
+            }
+            None => None,
+        };
+        let mut fields = BTreeMap::new();
+        for (key, value) in &merged {
+            if !json::FIELDS.contains(&key.as_str()) {
+                self.issue(&sel_at, Some(key), format!("is not a field (expected item, {}, link_template, cursor_param, cursor_path)", json::FIELDS.join(", ")));
+                ok = false;
+                continue;
+            }
+            match compile(self, key, value) {
+                Some(f) => {
+                    fields.insert(key.clone(), f);
+                }
+                None => ok = false,
+            }
+        }
+        if ok && !fields.contains_key("text") && !fields.contains_key("title") {
+            self.issue(at, Some("select"), "needs a `text` or a `title` field");
+            ok = false;
+        }
+        let search_departments = raw.search_departments.clone().unwrap_or_default();
+        let templated = raw.url.as_deref().is_some_and(|u| u.contains("{keyword}"));
+        if templated && search_departments.is_empty() {
+            self.issue(
+                at,
+                Some("search_departments"),
+                "the url has {keyword}: name the departments whose keywords to search",
+            );
+            ok = false;
+        }
+        for d in &search_departments {
+            if !self.department_ids.contains(d) {
+                self.issue(
+                    at,
+                    Some("search_departments"),
+                    format!("{d:?} is not a department defined in this file"),
+                );
+                ok = false;
+            }
+        }
+        if !templated && !search_departments.is_empty() {
+            self.issue(
+                at,
+                Some("url"),
+                "search_departments is set but the url has no {keyword}",
+            );
+            ok = false;
+        }
+        let max_pages = match raw.max_pages {
+            None if cursor_param.is_some() && !templated => 3,
+            None => 1,
+            Some(n) if (1..=50).contains(&n) => n as usize,
+            Some(n) => {
+                self.issue(
+                    at,
+                    Some("max_pages"),
+                    format!("{n} must be between 1 and 50"),
+                );
+                ok = false;
+                1
+            }
+        };
+        let item = item?;
+        ok.then(|| {
+            Arc::new(JsonSource {
+                spec: json::JsonSpec {
+                    item,
+                    fields,
+                    link_template,
+                    preset,
+                    cursor_param,
+                    cursor_path,
+                },
+                search_departments,
+                url_template: templated.then(|| raw.url.clone()).flatten(),
+                max_pages,
+            })
+        })
     }
 
     /// Compiles an html source's selectors (a preset overridden key by key by `select`).

@@ -73,6 +73,12 @@ pub struct RawSource {
     pub robots: Option<bool>,
     /// A chrono strftime pattern tried first for this source's dates.
     pub date_format: Option<String>,
+    /// json: a URL with `{keyword}` is requested once per keyword of these departments.
+    pub search_departments: Option<Vec<String>>,
+    /// Credentials, by reference only: the variable or file holding them.
+    pub cookie_env: Option<String>,
+    pub token_env: Option<String>,
+    pub token_file: Option<String>,
 }
 
 impl RawSource {
@@ -187,6 +193,10 @@ pub fn known_keys(section: &str) -> &'static [&'static str] {
             "max_pages",
             "robots",
             "date_format",
+            "search_departments",
+            "cookie_env",
+            "token_env",
+            "token_file",
         ],
         "department" => &["id", "name", "keywords", "exclude", "rules", "webhook"],
         "webhook" => &["url", "secret_env", "secret_file", "timeout", "max_backoff"],

@@ -198,6 +198,7 @@ fn to_entry(e: feed_rs::model::Entry) -> Entry {
         author,
         published: e.published.or(e.updated),
         engagement: Default::default(),
+        related_guid: None,
     }
 }
 

@@ -336,6 +336,7 @@ pub fn extract_list(bytes: &[u8], spec: &HtmlSpec, ctx: &HtmlContext<'_>) -> Lis
                 views: raw.get("views").and_then(|v| parse_count(v)),
                 ..Default::default()
             },
+            related_guid: None,
         });
         page.raw.push(raw);
     }

@@ -3,6 +3,7 @@
 
 pub mod feed;
 pub mod html;
+pub mod json;
 
 use crate::item::Entry;
 
@@ -22,4 +23,6 @@ pub enum ExtractError {
     Feed(String),
     #[error("document is empty")]
     Empty,
+    #[error("not JSON: {0}")]
+    Json(String),
 }

@@ -77,6 +77,8 @@ impl Route {
 #[derive(Debug, Clone)]
 pub struct Seen {
     pub path: String,
+    /// The raw query string (percent-encoded as sent).
+    pub query: String,
     pub headers: HeaderMap,
     pub status: u16,
 }
@@ -150,6 +152,7 @@ async fn serve_route(State(state): State<Arc<ServerState>>, req: Request<Body>) 
 
 async fn answer(state: &Arc<ServerState>, req: Request<Body>) -> Response<Body> {
     let path = req.uri().path().to_string();
+    let query = req.uri().query().unwrap_or("").to_string();
     let route = state.routes.lock().unwrap().get(&path).cloned();
     let headers = req.headers().clone();
     let (status, resp) = match route {
@@ -160,6 +163,7 @@ async fn answer(state: &Arc<ServerState>, req: Request<Body>) -> Response<Body> 
         Some(Route::Hang) => {
             state.log.lock().unwrap().push(Seen {
                 path,
+                query,
                 headers,
                 status: 0,
             });
@@ -225,6 +229,7 @@ async fn answer(state: &Arc<ServerState>, req: Request<Body>) -> Response<Body> 
     };
     state.log.lock().unwrap().push(Seen {
         path,
+        query,
         headers,
         status,
     });
