@@ -67,6 +67,8 @@ pub struct Shared {
     /// Set by the watchdog check: why the daemon is not making progress.
     pub stuck: Mutex<Option<String>>,
     pub api_token: Option<String>,
+    /// Started with `--recover-store`: reloaded configs keep first polls silent too.
+    pub recovering: bool,
 }
 
 impl Shared {
@@ -107,9 +109,9 @@ pub async fn open_store(cfg: &Config) -> Result<Store, DaemonError> {
 /// first poll is then silent (as with `backlog = false`) so the restart does not re-raise
 /// everything currently listed; matters that appeared while the daemon was down are recorded
 /// but not alerted, which is why this is a flag an operator chooses, not the default.
-pub async fn open_or_recover(cfg: &mut Config) -> Result<Store, DaemonError> {
+pub async fn open_or_recover(cfg: &mut Config) -> Result<(Store, bool), DaemonError> {
     match open_store(cfg).await {
-        Ok(s) => Ok(s),
+        Ok(s) => Ok((s, false)),
         Err(DaemonError::Store(e)) => {
             let dir = cfg.daemon.data_dir.clone();
             let aside = dir.with_file_name(format!(
@@ -127,7 +129,7 @@ pub async fn open_or_recover(cfg: &mut Config) -> Result<Store, DaemonError> {
             for s in &mut cfg.sources {
                 s.backlog = false;
             }
-            open_store(cfg).await
+            Ok((open_store(cfg).await?, true))
         }
         Err(e) => Err(e),
     }
@@ -136,14 +138,14 @@ pub async fn open_or_recover(cfg: &mut Config) -> Result<Store, DaemonError> {
 /// Runs until SIGTERM or SIGINT, reloading on SIGHUP.
 pub async fn run(mut cfg: Config, recover_store: bool) -> Result<(), DaemonError> {
     notify(&[NotifyState::Status("opening the store")]);
-    let store = if recover_store {
+    let (store, recovering) = if recover_store {
         open_or_recover(&mut cfg).await?
     } else {
-        open_store(&cfg).await?
+        (open_store(&cfg).await?, false)
     };
     let (trigger, shutdown) = shutdown::channel();
     let signals = Signals::install()?;
-    run_with_store(cfg, store, trigger, shutdown, signals).await
+    run_with_store(cfg, store, trigger, shutdown, signals, recovering).await
 }
 
 /// Runs in this process until `stop` fires (for tests: no signals, no reloads).
@@ -156,7 +158,7 @@ pub async fn run_until(
     let (trigger, own) = shutdown::channel();
     let _outer = shutdown;
     let signals = Signals::from_future(stop);
-    run_with_store(cfg, store, trigger, own, signals).await
+    run_with_store(cfg, store, trigger, own, signals, false).await
 }
 
 /// The signals the daemon reacts to, or (in tests) a future that means "stop".
@@ -268,6 +270,7 @@ async fn run_with_store(
     trigger: Trigger,
     shutdown: Shutdown,
     mut signals: Signals,
+    recovering: bool,
 ) -> Result<(), DaemonError> {
     for w in &cfg.warnings {
         warn!(config = %cfg.path.display(), "{w}");
@@ -284,6 +287,19 @@ async fn run_with_store(
         warn!("webhook secret is not set in the environment: alerts are sent UNSIGNED");
     }
     let api_token = cfg.daemon.api_token.read().map_err(DaemonError::Secret)?;
+    // Fail closed: a configured token that is missing must not leave the API open.
+    if api_token.is_none()
+        && (cfg.daemon.api_token.is_set() || !cfg.daemon.listen.ip().is_loopback())
+    {
+        return Err(DaemonError::Secret(format!(
+            "the API token ({}) is not set: refusing to serve the API without it",
+            cfg.daemon
+                .api_token
+                .env
+                .as_deref()
+                .unwrap_or("daemon.api_token_file")
+        )));
+    }
     let pending = delivery.resume().await?;
     // Tree lengths are full scans in sled: off the runtime's threads.
     let counter = store.clone();
@@ -318,13 +334,19 @@ async fn run_with_store(
         reload_error: Mutex::new(None),
         stuck: Mutex::new(None),
         api_token,
+        recovering,
     });
     let api = crate::api::serve(listen, shared.clone(), shutdown.clone()).await?;
     let mut generation = start_generation(&engine);
     let pruner = tokio::spawn(prune_loop(store.clone(), retention, shutdown.clone()));
     let status = tokio::spawn(status_loop(shared.clone(), shutdown.clone()));
-    let watchdog = sd_notify::watchdog_enabled()
-        .map(|every| tokio::spawn(watchdog_loop(shared.clone(), every, shutdown.clone())));
+    // The progress check runs always (it feeds /readyz); it pings systemd's watchdog when
+    // one is configured.
+    let watchdog = Some(tokio::spawn(watchdog_loop(
+        shared.clone(),
+        sd_notify::watchdog_enabled(),
+        shutdown.clone(),
+    )));
     notify(&[NotifyState::Ready, NotifyState::Status("running")]);
 
     loop {
@@ -379,7 +401,12 @@ async fn reload(shared: &Arc<Shared>, current: Generation, grace: Duration) -> G
         &old.robots,
         &shared.metrics,
     );
-    let built = loaded.and_then(|cfg| {
+    let built = loaded.and_then(|mut cfg| {
+        if shared.recovering {
+            for s in &mut cfg.sources {
+                s.backlog = false;
+            }
+        }
         for w in &cfg.warnings {
             warn!(config = %cfg.path.display(), "{w}");
         }
@@ -413,6 +440,10 @@ async fn reload(shared: &Arc<Shared>, current: Generation, grace: Duration) -> G
             let after: std::collections::BTreeSet<String> =
                 engine.config.sources.iter().map(|s| s.id.clone()).collect();
             stop_generation(current, grace).await;
+            // Polls aborted between commit and wake-up leave alerts queued: wake every queue.
+            if let Err(e) = shared.delivery.resume().await {
+                warn!(error = %e, "cannot rescan the outbox after reload");
+            }
             *shared.engine.write().unwrap_or_else(|p| p.into_inner()) = engine.clone();
             *shared
                 .reload_error
@@ -523,8 +554,8 @@ pub async fn progress_problem(shared: &Shared) -> Option<String> {
 
 /// Pings systemd's watchdog only while the daemon makes progress, so a wedged store or a
 /// stuck loop gets the service restarted.
-async fn watchdog_loop(shared: Arc<Shared>, every: Duration, mut shutdown: Shutdown) {
-    let period = every / 2;
+async fn watchdog_loop(shared: Arc<Shared>, every: Option<Duration>, mut shutdown: Shutdown) {
+    let period = every.map(|e| e / 2).unwrap_or(Duration::from_secs(15));
     loop {
         let problem = progress_problem(&shared).await;
         {
@@ -534,7 +565,9 @@ async fn watchdog_loop(shared: Arc<Shared>, every: Duration, mut shutdown: Shutd
                     if stuck.take().is_some() {
                         info!("progress resumed; watchdog pings resume");
                     }
-                    notify(&[NotifyState::Watchdog]);
+                    if every.is_some() {
+                        notify(&[NotifyState::Watchdog]);
+                    }
                 }
                 Some(why) => {
                     if stuck.as_deref() != Some(why.as_str()) {

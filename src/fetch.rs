@@ -229,29 +229,34 @@ impl Fetcher {
         {
             headers.insert(header::IF_MODIFIED_SINCE, lm);
         }
+        // Credentials and custom headers go only to the source's own origin, never to a
+        // detail page or robots.txt elsewhere that a list happened to link to.
+        let same_origin = url::Url::parse(url)
+            .map(|u| u.origin() == source.url.origin())
+            .unwrap_or(false);
         // Credentials are read at the moment of use and never logged or stored.
-        if let Some(cookie) = source
-            .auth
-            .cookie
-            .read()
-            .map_err(|_| FetchError::Request("the configured cookie is unavailable".into()))?
-        {
-            if let Ok(v) = HeaderValue::from_str(&cookie) {
-                headers.insert(header::COOKIE, v);
+        if same_origin {
+            let unavailable =
+                |what: &str| FetchError::Request(format!("the configured {what} is unavailable"));
+            if let Some(cookie) = source
+                .auth
+                .cookie
+                .read()
+                .map_err(|_| unavailable("cookie"))?
+            {
+                if let Ok(mut v) = HeaderValue::from_str(&cookie) {
+                    v.set_sensitive(true);
+                    headers.insert(header::COOKIE, v);
+                }
+            }
+            if let Some(token) = source.auth.token.read().map_err(|_| unavailable("token"))? {
+                if let Ok(mut v) = HeaderValue::from_str(&format!("Bearer {token}")) {
+                    v.set_sensitive(true);
+                    headers.insert(header::AUTHORIZATION, v);
+                }
             }
         }
-        if let Some(token) = source
-            .auth
-            .token
-            .read()
-            .map_err(|_| FetchError::Request("the configured token is unavailable".into()))?
-        {
-            if let Ok(mut v) = HeaderValue::from_str(&format!("Bearer {token}")) {
-                v.set_sensitive(true);
-                headers.insert(header::AUTHORIZATION, v);
-            }
-        }
-        for (k, v) in &source.headers {
+        for (k, v) in source.headers.iter().filter(|_| same_origin) {
             if let (Ok(k), Ok(v)) = (
                 header::HeaderName::from_bytes(k.as_bytes()),
                 HeaderValue::from_str(v),

@@ -59,6 +59,10 @@ enum Command {
         /// The API base URL (default: from daemon.listen in the config).
         #[arg(long)]
         api: Option<String>,
+        /// A file holding the API token (e.g. /etc/tingfeng/credentials/api-token), when the
+        /// daemon gets its token from systemd rather than from the config.
+        #[arg(long)]
+        token_file: Option<PathBuf>,
     },
     /// Fetch one source once and print its items and matches; writes nothing.
     TrySource {
@@ -152,11 +156,21 @@ fn main() -> ExitCode {
                 }
             })
         }
-        Command::Status { config, api } => {
-            let cfg = match load(&config) {
+        Command::Status {
+            config,
+            api,
+            token_file,
+        } => {
+            let mut cfg = match load(&config) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
+            if let Some(f) = token_file {
+                cfg.daemon.api_token = tingfeng::config::SecretRef {
+                    env: None,
+                    file: Some(f),
+                };
+            }
             with_runtime(|| status(cfg, api))
         }
         Command::TrySource { config, id, json } => {

@@ -81,7 +81,7 @@ impl Metrics {
         );
         registry.register(
             "fetch_duration_seconds",
-            "Time to fetch a source's first page",
+            "Time one poll of a source takes (all pages, detail pages and the store write)",
             fetch_duration.clone(),
         );
         let fetch_bytes = Family::<SourceLabel, Counter>::default();
@@ -187,6 +187,14 @@ impl Metrics {
                 result: result.to_string(),
             })
             .inc();
+    }
+
+    pub fn bytes(&self, source: &str, n: usize) {
+        self.fetch_bytes
+            .get_or_create(&SourceLabel {
+                source: source.to_string(),
+            })
+            .inc_by(n as u64);
     }
 
     pub fn healthy(&self, source: &str, ok: bool) {

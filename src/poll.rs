@@ -61,6 +61,7 @@ impl PollError {
             PollError::Extract(_) => "extract".into(),
             PollError::Store(_) => "store".into(),
             PollError::Task(_) => "task".into(),
+            PollError::Robots(d) if d.0.contains("unreachable") => "robots unreachable".into(),
             PollError::Robots(_) => "robots".into(),
             PollError::NoItems { .. } => "no items".into(),
             PollError::Blocked(_) => "blocked".into(),
@@ -195,6 +196,7 @@ async fn poll_feed(
         }
         FetchOutcome::Body(f) => f,
     };
+    engine.metrics.bytes(&source.id, fetched.body.len());
     let alerting = source.backlog || state.first_poll_done;
     let config = engine.config.clone();
     let src = source.clone();
@@ -292,6 +294,7 @@ async fn fetch_detail(
         FetchOutcome::Body(f) => f,
         FetchOutcome::NotModified => return Ok(html::DetailPage::default()),
     };
+    engine.metrics.bytes(&source.id, fetched.body.len());
     let config = engine.config.clone();
     let src = source.clone();
     tokio::task::spawn_blocking(move || {
@@ -326,6 +329,9 @@ fn apply_detail(item: &mut Item, d: &html::DetailPage) {
     }
 }
 
+/// Detail pages fetched per poll at most; the rest are fetched on the next polls.
+const MAX_DETAILS_PER_POLL: usize = 30;
+
 async fn poll_html(
     engine: &Engine,
     source: &Source,
@@ -333,6 +339,8 @@ async fn poll_html(
     state: &mut SourceState,
 ) -> Result<PollSummary, PollError> {
     let alerting = source.backlog || state.first_poll_done;
+    // Detail pages that failed (or were deferred) in this very poll: not retried again now.
+    let mut just_failed: std::collections::HashSet<String> = Default::default();
     let mut items: Vec<Item> = Vec::new();
     let mut encoding = "";
     let mut page_url = source.url.clone();
@@ -340,10 +348,16 @@ async fn poll_html(
     // Saved only when the poll succeeds: a page that failed must not be answered 304 next time.
     let mut validators: (Option<String>, Option<String>) = (None, None);
     for page_no in 1..=spec.max_pages {
-        engine
+        match engine
             .robots
             .check(&engine.fetcher, source, &page_url)
-            .await?;
+            .await
+        {
+            Ok(()) => {}
+            Err(e) if page_no == 1 => return Err(e.into()),
+            // Rules often forbid query strings: the pages before stay good.
+            Err(_) => break,
+        }
         let cond = if page_no == 1 {
             Conditional {
                 etag: state.etag.clone(),
@@ -374,6 +388,7 @@ async fn poll_html(
         if page_no == 1 {
             validators = (fetched.etag.clone(), fetched.last_modified.clone());
         }
+        engine.metrics.bytes(&source.id, fetched.body.len());
         let landed = url::Url::parse(&fetched.final_url).unwrap_or_else(|_| page_url.clone());
         let read = read_list_page(engine, source, spec, &landed, fetched).await?;
         if page_no == 1 {
@@ -430,33 +445,45 @@ async fn poll_html(
         })
         .await
         .map_err(task_failed)??;
+        let mut fetched = 0;
         for item in items.iter_mut().filter(|i| unseen.contains(&i.id)) {
             let Some(url) = item.url.clone() else {
                 continue;
             };
-            match fetch_detail(engine, source, spec, &url).await {
+            // A long backlog is not fetched in one poll: the rest waits its turn, so a poll
+            // stays short (reloads, shutdown and the watchdog all wait on polls).
+            let outcome = if fetched >= MAX_DETAILS_PER_POLL {
+                Err(None)
+            } else {
+                fetched += 1;
+                match fetch_detail(engine, source, spec, &url).await {
+                    Ok(d) if d.content.as_deref().is_some_and(|c| !c.is_empty()) => Ok(d),
+                    Ok(_) => Err(Some(
+                        "`content` matched nothing (captcha or login page?)".to_string(),
+                    )),
+                    Err(e) => Err(Some(e.to_string())),
+                }
+            };
+            match outcome {
                 Ok(d) => apply_detail(item, &d),
-                Err(e) => {
-                    debug!(source = %source.id, url = %url, error = %e, "detail page failed; matching on the list entry and retrying later");
+                Err(why) => {
+                    if let Some(why) = &why {
+                        debug!(source = %source.id, url = %url, error = %why, "detail page failed; matching on the list entry and retrying later");
+                    }
                     state.detail_pending.retain(|p| p.item_id != item.id);
                     state.detail_pending.push(PendingDetail {
                         item_id: item.id.clone(),
                         url,
-                        attempts: 1,
+                        attempts: u32::from(why.is_some()),
                         alerting,
                     });
+                    just_failed.insert(item.id.clone());
                 }
             }
         }
     }
     state.current_items = items.iter().map(|i| i.id.clone()).collect();
     let count = items.len();
-    let just_failed: std::collections::HashSet<String> = state
-        .detail_pending
-        .iter()
-        .filter(|p| p.attempts == 1)
-        .map(|p| p.item_id.clone())
-        .collect();
     let report = ingest_and_notify(engine, source, items, alerting).await?;
     retry_details_except(engine, source, spec, state, &just_failed).await;
     (state.etag, state.last_modified) = validators;
@@ -492,7 +519,7 @@ async fn retry_details_except(
             continue;
         }
         match fetch_detail(engine, source, spec, &p.url).await {
-            Ok(d) => {
+            Ok(d) if d.content.as_deref().is_some_and(|c| !c.is_empty()) => {
                 let store = engine.store.clone();
                 let matcher = engine.matcher.clone();
                 let config = engine.config.clone();
@@ -537,7 +564,11 @@ async fn retry_details_except(
                     }
                 }
             }
-            Err(e) => {
+            other => {
+                let e = match other {
+                    Err(e) => e.to_string(),
+                    Ok(_) => "`content` matched nothing (captcha or login page?)".into(),
+                };
                 p.attempts += 1;
                 if p.attempts > DETAIL_ATTEMPTS {
                     warn!(source = %source.id, url = %p.url, error = %e, attempts = DETAIL_ATTEMPTS, "detail page given up; the item stays matched on its list entry");
@@ -676,6 +707,7 @@ async fn poll_json(
             if !search && page_no == 1 {
                 validators = (fetched.etag.clone(), fetched.last_modified.clone());
             }
+            engine.metrics.bytes(&source.id, fetched.body.len());
             let read = read_json_page(engine, source, spec, fetched).await?;
             if let Some(why) = read.page.blocked {
                 return Err(PollError::Blocked(why));

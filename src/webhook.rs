@@ -16,6 +16,25 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
+/// How often an idle delivery worker looks at its queue even without a wake-up.
+const IDLE_RESCAN: Duration = Duration::from_secs(30);
+
+/// A webhook URL fit for logs and the API: chat-bot webhooks (DingTalk, WeCom, Feishu)
+/// carry their access token in the query, and URLs may hold user:password.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            let _ = u.set_password(None);
+            let _ = u.set_username("");
+            if u.query().is_some() {
+                u.set_query(Some("…"));
+            }
+            u.to_string()
+        }
+        Err(_) => "(invalid URL)".into(),
+    }
+}
+
 /// `sha256=<hex HMAC-SHA256(secret, timestamp + "." + body)>`
 pub fn sign(secret: &[u8], timestamp: i64, body: &str) -> String {
     // HMAC accepts keys of any length, so this cannot fail.
@@ -134,7 +153,7 @@ impl Delivery {
             .unwrap_or_else(|e| Err(join_failed(e)))?;
         let n = dests.len();
         for (dest, url) in dests {
-            info!(url = %url, "resuming delivery of pending alerts");
+            info!(url = %redact(&url), "resuming delivery of pending alerts");
             self.wake(dest);
         }
         Ok(n)
@@ -183,8 +202,11 @@ impl Delivery {
             let (key, mut entry) = match head {
                 Ok(Some(h)) => h,
                 Ok(None) => {
+                    // Woken by new entries; the periodic look also catches entries whose
+                    // wake-up was lost (a poll aborted between commit and notify).
                     tokio::select! {
                         _ = notify.notified() => continue,
+                        _ = tokio::time::sleep(IDLE_RESCAN) => continue,
                         _ = shutdown.wait() => return,
                     }
                 }
@@ -234,7 +256,7 @@ impl Delivery {
             let result = match attempt {
                 Attempt::Acked(status) => {
                     self.metrics.delivery("delivered");
-                    info!(alert_id = %entry.alert_id, department = %entry.department, url = %entry.url, status, attempts = entry.attempts + 1, "alert delivered");
+                    info!(alert_id = %entry.alert_id, department = %entry.department, url = %redact(&entry.url), status, attempts = entry.attempts + 1, "alert delivered");
                     tokio::task::spawn_blocking(move || store.outbox_ack(&key)).await
                 }
                 Attempt::Retry { reason, after } => {
@@ -245,13 +267,13 @@ impl Delivery {
                         .ok()
                         .and_then(|d| now.checked_add_signed(d))
                         .unwrap_or(now);
-                    warn!(alert_id = %entry.alert_id, department = %entry.department, url = %entry.url, attempts = entry.attempts, error = %reason, retry_in = %humantime::format_duration(delay), "alert delivery failed; will retry");
+                    warn!(alert_id = %entry.alert_id, department = %entry.department, url = %redact(&entry.url), attempts = entry.attempts, error = %reason, retry_in = %humantime::format_duration(delay), "alert delivery failed; will retry");
                     entry.last_error = Some(reason);
                     tokio::task::spawn_blocking(move || store.outbox_update(&key, &entry)).await
                 }
                 Attempt::Refused(reason) => {
                     self.metrics.delivery("dead");
-                    tracing::error!(alert_id = %entry.alert_id, department = %entry.department, url = %entry.url, reason = %reason, "webhook refused the alert; moved to dead letters");
+                    tracing::error!(alert_id = %entry.alert_id, department = %entry.department, url = %redact(&entry.url), reason = %reason, "webhook refused the alert; moved to dead letters");
                     tokio::task::spawn_blocking(move || {
                         store.outbox_dead(&key, &entry, &reason, now)
                     })
@@ -286,7 +308,7 @@ impl Delivery {
             Ok(r) => r,
             Err(e) => {
                 return Attempt::Retry {
-                    reason: crate::fetch::error_chain(&e),
+                    reason: crate::fetch::error_chain(&e.without_url()),
                     after: None,
                 }
             }
@@ -307,9 +329,9 @@ impl Delivery {
                 .get(reqwest::header::LOCATION)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("?");
-            tracing::error!(url = %entry.url, status = code, location = %to, "webhook receiver redirects: fix the webhook URL (POSTs are not redirected); alerts wait");
+            tracing::error!(url = %redact(&entry.url), status = code, location = %redact(to), "webhook receiver redirects: fix the webhook URL (POSTs are not redirected); alerts wait");
             Attempt::Retry {
-                reason: format!("HTTP {status} to {to}"),
+                reason: format!("HTTP {status} to {}", redact(to)),
                 after,
             }
         } else if status.is_client_error() && code != 408 && code != 429 {

@@ -104,6 +104,8 @@ fn discuz_preset_reads_the_real_forum_page() {
         Some("https://n.netease.com/thread-202643-1-1.html")
     );
     assert_eq!(t.author.as_deref(), Some("撅撅撅"));
+    // The thread id, not the link (which carries the list page number), identifies it.
+    assert_eq!(t.guid.as_deref(), Some("normalthread_202643"));
     assert_eq!(t.engagement.replies, Some(22));
     assert_eq!(t.engagement.views, Some(1171));
     assert_eq!(
@@ -273,9 +275,15 @@ async fn list_to_detail_matches_body_keywords_and_retries_failed_details() {
     init();
     let server = FeedServer::start().await;
     let receiver = Receiver::start().await;
+    // No validators: every poll reads the list in full (the usual case for portal pages),
+    // so failed detail pages are retried on the 200 path.
     server.set(
         "/list.html",
-        Route::feed(local_qbitai_list(&server), "text/html; charset=utf-8"),
+        Route::Feed {
+            body: std::sync::Arc::new(local_qbitai_list(&server)),
+            content_type: "text/html; charset=utf-8",
+            etag: None,
+        },
     );
     // The article with the body-only keyword is down at first.
     server.set(

@@ -491,6 +491,29 @@ failures = 3
 }
 
 #[test]
+fn a_configured_api_token_that_is_missing_stops_the_daemon() {
+    let ws = Workspace::new();
+    let cfg = ws.config_path();
+    std::fs::write(
+        &cfg,
+        config_with(free_port(), "", "http://127.0.0.1:9/hook", &ws.data_dir()),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .env_remove(TOKEN_ENV)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("TINGFENG_TEST_API_TOKEN") && err.contains("refusing to serve"),
+        "{err}"
+    );
+}
+
+#[test]
 fn the_unit_file_verifies_and_scores_well() {
     let Ok(out) = Command::new("systemd-analyze").arg("--version").output() else {
         println!("SKIPPED: systemd-analyze is not installed here");
@@ -515,6 +538,7 @@ fn the_unit_file_verifies_and_scores_well() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&verify.stderr);
+    assert!(verify.status.success(), "{stderr}");
     // Environments without a running systemd print warnings about the host; the unit's own
     // problems name the unit file.
     let own: Vec<&str> = stderr

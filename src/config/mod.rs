@@ -71,9 +71,13 @@ impl SecretRef {
     /// variable is `None`.
     pub fn read(&self) -> Result<Option<String>, String> {
         if let Some(f) = &self.file {
-            return std::fs::read_to_string(f)
-                .map(|s| Some(s.trim().to_string()).filter(|s| !s.is_empty()))
-                .map_err(|e| format!("cannot read secret file {}: {e}", f.display()));
+            let s = std::fs::read_to_string(f)
+                .map_err(|e| format!("cannot read secret file {}: {e}", f.display()))?;
+            let s = s.trim();
+            if s.is_empty() {
+                return Err(format!("secret file {} is empty", f.display()));
+            }
+            return Ok(Some(s.to_string()));
         }
         Ok(self
             .env

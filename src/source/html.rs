@@ -15,6 +15,7 @@ use url::Url;
 
 /// Fields a list item may carry.
 pub const LIST_FIELDS: &[&str] = &[
+    "id",
     "title",
     "link",
     "published",
@@ -325,7 +326,9 @@ pub fn extract_list(bytes: &[u8], spec: &HtmlSpec, ctx: &HtmlContext<'_>) -> Lis
             p
         });
         page.entries.push(Entry {
-            guid: None,
+            // A stable per-post id where the page has one (a thread id): links on forums carry
+            // the list page number and would make a thread that moves to page 2 "new".
+            guid: raw.get("id").cloned(),
             link: link.map(|u| u.to_string()),
             title,
             text: raw.get("summary").cloned().unwrap_or_default(),
@@ -385,6 +388,7 @@ pub fn preset(name: &str) -> Option<BTreeMap<&'static str, &'static str>> {
         // Discuz! X forumdisplay: one <tbody id="normalthread_…"> per thread.
         "discuz" => &[
             ("item", "tbody[id^=normalthread]"),
+            ("id", "@id"),
             ("title", "a.xst"),
             ("link", "a.xst@href"),
             // The thread's own column follows the title cell; the last-post column comes later.
@@ -409,6 +413,7 @@ pub fn preset(name: &str) -> Option<BTreeMap<&'static str, &'static str>> {
         // Baidu Tieba forum list.
         "tieba" => &[
             ("item", "li.j_thread_list"),
+            ("id", "@data-tid"),
             ("title", "a.j_th_tit@title || a.j_th_tit"),
             ("link", "a.j_th_tit@href"),
             ("author", "span.tb_icon_author@title || .frs-author-name"),
