@@ -104,6 +104,7 @@ fn departments(corpus: &[String]) -> Vec<Department> {
             name: format!("部门{d}"),
             keywords: words.iter().skip(d).step_by(20).cloned().collect(),
             exclude: vec![format!("演习{d}")],
+            rules: vec![],
             webhook: url::Url::parse("http://127.0.0.1:9/hook").unwrap(),
         })
         .collect()

@@ -47,9 +47,22 @@ pub struct Alert {
     /// Every keyword occurrence with its field and character offsets.
     pub hits: Vec<HitRecord>,
     pub snippet: String,
+    /// The rule expressions that matched, each with the terms that satisfied it.
+    #[serde(default)]
+    pub rules: Vec<RuleRecord>,
+    /// Short hash of the rule set (keywords, rules, lists) that produced the alert.
+    #[serde(default)]
+    pub rule_set: String,
     pub item: AlertItem,
     pub event: EventRef,
     pub created: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RuleRecord {
+    pub id: String,
+    pub weight: f64,
+    pub terms: Vec<HitRecord>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -64,10 +77,7 @@ impl From<&Hit> for HitRecord {
     fn from(h: &Hit) -> Self {
         HitRecord {
             keyword: h.keyword.clone(),
-            field: match h.field {
-                crate::rules::Field::Title => "title".into(),
-                crate::rules::Field::Text => "text".into(),
-            },
+            field: h.field.name().into(),
             start: h.start,
             end: h.end,
         }
@@ -84,7 +94,13 @@ pub fn alert_id(item_id: &str, department: &str) -> String {
     short_hash(&["alert", item_id, department])
 }
 
-pub fn build(item: &Item, dept: &Department, m: &DepartmentMatch, now: DateTime<Utc>) -> Alert {
+pub fn build(
+    item: &Item,
+    dept: &Department,
+    m: &DepartmentMatch,
+    rule_set: &str,
+    now: DateTime<Utc>,
+) -> Alert {
     let mut matched: Vec<String> = Vec::new();
     for h in &m.hits {
         if !matched.contains(&h.keyword) {
@@ -102,6 +118,16 @@ pub fn build(item: &Item, dept: &Department, m: &DepartmentMatch, now: DateTime<
         matched,
         hits: m.hits.iter().map(HitRecord::from).collect(),
         snippet: m.snippet.clone(),
+        rules: m
+            .rules
+            .iter()
+            .map(|r| RuleRecord {
+                id: r.id.clone(),
+                weight: r.weight,
+                terms: r.terms.iter().map(HitRecord::from).collect(),
+            })
+            .collect(),
+        rule_set: rule_set.to_string(),
         item: AlertItem {
             id: item.id.clone(),
             source: item.source.clone(),

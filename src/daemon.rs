@@ -250,7 +250,7 @@ fn build_engine(
     shared_parts: (&Store, &Arc<Delivery>, &Arc<Robots>, &Arc<Metrics>),
 ) -> Result<Arc<Engine>, DaemonError> {
     let (store, delivery, robots, metrics) = shared_parts;
-    let matcher = Arc::new(Matcher::new(&cfg.departments)?);
+    let matcher = Arc::new(Matcher::from_config(&cfg)?);
     let fetcher = Arc::new(Fetcher::new(&cfg)?);
     Ok(Arc::new(Engine {
         config: Arc::new(cfg),

@@ -27,13 +27,18 @@ pub fn alerts_for(
     item: &Item,
     now: DateTime<Utc>,
 ) -> Vec<NewAlert> {
-    let outcome = matcher.match_item(&item.title, &item.text);
+    let outcome = matcher.match_subject(&crate::rules::Subject {
+        title: &item.title,
+        text: &item.text,
+        author: item.author.as_deref(),
+        source: &item.source,
+    });
     outcome
         .matched
         .iter()
         .filter_map(|m| {
             let dept = departments.iter().find(|d| d.id == m.department)?;
-            let a = alert::build(item, dept, m, now);
+            let a = alert::build(item, dept, m, matcher.rule_set(), now);
             let body = serde_json::to_string(&a).ok()?;
             Some(NewAlert {
                 id: a.id,

@@ -361,7 +361,7 @@ async fn try_source(cfg: Config, id: String, json: bool) -> ExitCode {
         );
         return ExitCode::from(2);
     };
-    let matcher = match Matcher::new(&cfg.departments) {
+    let matcher = match Matcher::from_config(&cfg) {
         Ok(m) => m,
         Err(e) => {
             eprintln!("error: {e}");
@@ -536,7 +536,12 @@ async fn try_source(cfg: Config, id: String, json: bool) -> ExitCode {
         );
     }
     for (n, item) in items.iter().enumerate() {
-        let outcome = matcher.match_item(&item.title, &item.text);
+        let outcome = matcher.match_subject(&tingfeng::rules::Subject {
+            title: &item.title,
+            text: &item.text,
+            author: item.author.as_deref(),
+            source: &item.source,
+        });
         let fields = raw_fields.get(n);
         if json {
             let obj = serde_json::json!({
@@ -586,10 +591,7 @@ async fn try_source(cfg: Config, id: String, json: bool) -> ExitCode {
                 .hits
                 .iter()
                 .map(|h| {
-                    let field = match h.field {
-                        tingfeng::rules::Field::Title => "title",
-                        tingfeng::rules::Field::Text => "text",
-                    };
+                    let field = h.field.name();
                     format!("{} ({field} {}..{})", h.keyword, h.start, h.end)
                 })
                 .collect();

@@ -144,40 +144,122 @@ fn is_zero_width(c: char) -> bool {
     )
 }
 
-/// Pushes the matching form of `c` to `out`, returning how many chars it produced.
-#[inline]
-fn push_normalized(c: char, out: &mut String) -> usize {
-    if c.is_ascii() {
-        out.push(c.to_ascii_lowercase());
-        return 1;
-    }
-    // CJK Unified Ideographs are NFKC-stable and caseless: the hot path for Chinese text.
-    if ('\u{4e00}'..='\u{9fff}').contains(&c) {
-        out.push(c);
-        return 1;
-    }
-    if is_zero_width(c) {
-        return 0;
-    }
-    let mut n = 0;
-    for d in std::iter::once(c).nfkc() {
-        for l in d.to_lowercase() {
-            out.push(l);
-            n += 1;
-        }
-    }
-    n
+fn is_cjk(c: char) -> bool {
+    ('\u{4e00}'..='\u{9fff}').contains(&c) || ('\u{3400}'..='\u{4dbf}').contains(&c)
 }
 
-/// The matching form of `s` (NFKC per character, lower case, zero-width characters removed).
-/// Per-character NFKC keeps a 1:n map to the original; keywords go through the same function,
-/// so both sides agree.
-pub fn normalize_for_match(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        push_normalized(c, &mut out);
+/// Characters slipped between Chinese characters to dodge filters (城-管, 城 管, 城/管).
+/// Commas and full stops are not among them: they separate clauses, not syllables.
+fn is_dodge_separator(c: char) -> bool {
+    c.is_whitespace()
+        || matches!(
+            c,
+            '-' | '_'
+                | '/'
+                | '\\'
+                | '.'
+                | '·'
+                | '•'
+                | '・'
+                | '*'
+                | '|'
+                | '~'
+                | '^'
+                | '+'
+                | '='
+                | '#'
+        )
+}
+
+/// Traditional → simplified for the CJK Unified Ideographs block, one character at a time
+/// (so offsets map back 1:1), built once from OpenCC's t2s dictionaries.
+fn t2s(c: char) -> char {
+    static TABLE: std::sync::OnceLock<Vec<char>> = std::sync::OnceLock::new();
+    const FIRST: u32 = 0x4e00;
+    const LAST: u32 = 0x9fff;
+    let table = TABLE.get_or_init(|| {
+        let chars: Vec<char> = (FIRST..=LAST).filter_map(char::from_u32).collect();
+        let mut table = chars.clone();
+        if let Ok(cc) =
+            ferrous_opencc::OpenCC::from_config(ferrous_opencc::config::BuiltinConfig::T2s)
+        {
+            // One character per line: no phrase can span a line break, so each converts alone.
+            let joined: String = chars.iter().flat_map(|c| [*c, '\n']).collect();
+            let converted = cc.convert(&joined);
+            let lines: Vec<&str> = converted.split('\n').collect();
+            if lines.len() >= chars.len() {
+                for (k, line) in lines.iter().take(chars.len()).enumerate() {
+                    let mut it = line.chars();
+                    if let (Some(one), None) = (it.next(), it.next()) {
+                        table[k] = one;
+                    }
+                }
+            }
+        }
+        table
+    });
+    let u = c as u32;
+    if (FIRST..=LAST).contains(&u) {
+        table[(u - FIRST) as usize]
+    } else {
+        c
+    }
+}
+
+/// Pushes the matching form of one original character (NFKC, lower case, simplified,
+/// zero-width removed) as (original index, char) pairs.
+#[inline]
+fn push_normalized(i: u32, c: char, out: &mut Vec<(u32, char)>) {
+    if c.is_ascii() {
+        out.push((i, c.to_ascii_lowercase()));
+        return;
+    }
+    if is_cjk(c) {
+        out.push((i, t2s(c)));
+        return;
+    }
+    if is_zero_width(c) {
+        return;
+    }
+    for d in std::iter::once(c).nfkc() {
+        for l in d.to_lowercase() {
+            out.push((i, if is_cjk(l) { t2s(l) } else { l }));
+        }
+    }
+}
+
+/// The matching form of `original` as characters with their original char index: NFKC per
+/// character (full-/half-width), lower case, traditional → simplified, zero-width characters
+/// removed, and short runs of separators between two Chinese characters dropped.
+fn normalized_chars(original: &str) -> Vec<(u32, char)> {
+    let mut raw = Vec::with_capacity(original.len());
+    for (i, c) in original.chars().enumerate() {
+        push_normalized(i as u32, c, &mut raw);
+    }
+    let mut out: Vec<(u32, char)> = Vec::with_capacity(raw.len());
+    let mut k = 0;
+    while k < raw.len() {
+        let c = raw[k].1;
+        if is_dodge_separator(c) && out.last().is_some_and(|&(_, p)| is_cjk(p)) {
+            let mut e = k;
+            while e < raw.len() && is_dodge_separator(raw[e].1) {
+                e += 1;
+            }
+            if e < raw.len() && e - k <= 3 && is_cjk(raw[e].1) {
+                k = e;
+                continue;
+            }
+        }
+        out.push(raw[k]);
+        k += 1;
     }
     out
+}
+
+/// The matching form of `s` (see [`normalized_chars`]). Keywords and rule terms go through
+/// the same function as item text, so both sides agree.
+pub fn normalize_for_match(s: &str) -> String {
+    normalized_chars(s).into_iter().map(|(_, c)| c).collect()
 }
 
 /// Normalised text plus the way back to the original's character offsets.
@@ -193,22 +275,17 @@ pub struct Normalized {
 
 impl Normalized {
     pub fn new(original: &str) -> Self {
+        let chars = normalized_chars(original);
         let mut n = Normalized {
             text: String::with_capacity(original.len()),
-            starts: Vec::with_capacity(original.len()),
-            origin: Vec::with_capacity(original.len()),
-            original_chars: 0,
+            starts: Vec::with_capacity(chars.len()),
+            origin: Vec::with_capacity(chars.len()),
+            original_chars: original.chars().count() as u32,
         };
-        for (i, c) in original.chars().enumerate() {
-            let before = n.text.len();
-            let produced = push_normalized(c, &mut n.text);
-            let mut pos = before;
-            for ch in n.text[before..].chars().take(produced) {
-                n.starts.push(pos as u32);
-                n.origin.push(i as u32);
-                pos += ch.len_utf8();
-            }
-            n.original_chars = i as u32 + 1;
+        for (i, c) in chars {
+            n.starts.push(n.text.len() as u32);
+            n.origin.push(i);
+            n.text.push(c);
         }
         n
     }
@@ -282,6 +359,21 @@ mod tests {
         assert_eq!(normalize_for_match("ＡＢＣ１２３"), "abc123");
         assert_eq!(normalize_for_match("城\u{200b}管"), "城管");
         assert_eq!(normalize_for_match("Weibo"), "weibo");
+    }
+
+    #[test]
+    fn traditional_and_dodging_separators_normalise_away() {
+        assert_eq!(normalize_for_match("城管執法"), "城管执法");
+        assert_eq!(normalize_for_match("期末報告"), "期末报告");
+        for dodge in ["城-管", "城 管", "城/管", "城　管", "城 - 管", "城.管"] {
+            assert_eq!(normalize_for_match(dodge), "城管", "{dodge}");
+        }
+        // Clauses stay apart, and Latin words keep their spaces.
+        assert_eq!(normalize_for_match("暴雨，内涝"), "暴雨,内涝");
+        assert_eq!(normalize_for_match("New York"), "new york");
+        let n = Normalized::new("某地城 - 管打人");
+        let start = n.text.find("城管").unwrap();
+        assert_eq!(n.original_range(start, start + "城管".len()), (2, 7));
     }
 
     #[test]

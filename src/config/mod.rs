@@ -36,6 +36,8 @@ pub struct Config {
     pub departments: Vec<Department>,
     pub webhook: WebhookSettings,
     pub ops: Option<OpsSettings>,
+    /// `[lists]`: named keyword lists rules use as `@name`.
+    pub lists: BTreeMap<String, Vec<String>>,
     /// Things worth saying that do not stop the daemon (e.g. a very short interval).
     pub warnings: Vec<String>,
 }
@@ -286,6 +288,7 @@ pub struct Department {
     pub name: String,
     pub keywords: Vec<String>,
     pub exclude: Vec<String>,
+    pub rules: Vec<crate::rules::Rule>,
     pub webhook: Url,
 }
 
@@ -517,7 +520,13 @@ impl Validator {
             path: KeyPath::root().key(name),
             label: None,
         };
-        let value = self.drop_unknown_keys(&at, value, raw::known_keys(name));
+        // `[lists]` has names of the analysts' choosing, not fixed keys.
+        let known = raw::known_keys(name);
+        let value = if known.is_empty() {
+            value
+        } else {
+            self.drop_unknown_keys(&at, value, known)
+        };
         match value.try_deserialize::<T>() {
             Ok(v) => v,
             Err(e) => {
@@ -639,6 +648,7 @@ impl Validator {
         let ops_raw: Option<RawOpsWebhook> = top
             .contains_key("ops_webhook")
             .then(|| self.section(&mut top, "ops_webhook"));
+        let lists_raw: BTreeMap<String, Vec<String>> = self.section(&mut top, "lists");
         let sources: Vec<(usize, Option<RawSource>)> = self.array(&mut top, "source");
         let departments: Vec<(usize, Option<RawDepartment>)> = self.array(&mut top, "department");
         let mut unknown: Vec<String> = top.keys().cloned().collect();
@@ -651,14 +661,15 @@ impl Validator {
             self.issue(
                 &at,
                 Some(&key),
-                "unknown section (expected daemon, defaults, source, department, webhook, ops_webhook)",
+                "unknown section (expected daemon, defaults, source, department, webhook, ops_webhook, lists)",
             );
         }
 
         let daemon = self.daemon(daemon);
         let (client, base) = self.defaults(&defaults);
         let webhook = self.webhook(webhook);
-        let departments = self.departments(departments, &webhook);
+        let lists = self.lists(lists_raw);
+        let departments = self.departments(departments, &webhook, &lists);
         self.department_ids = departments.iter().map(|d| d.id.clone()).collect();
         let sources = self.sources(sources, &base);
         let ops = self.ops(ops_raw);
@@ -674,6 +685,7 @@ impl Validator {
             departments,
             webhook: webhook?,
             ops,
+            lists,
             warnings: Vec::new(),
         })
     }
@@ -1455,10 +1467,124 @@ impl Validator {
         })
     }
 
+    fn lists(&mut self, raw: BTreeMap<String, Vec<String>>) -> BTreeMap<String, Vec<String>> {
+        let mut out = BTreeMap::new();
+        for (name, words) in raw {
+            let at = At {
+                path: KeyPath::root().key("lists"),
+                label: None,
+            };
+            if !valid_id(&name) {
+                self.issue(
+                    &at,
+                    Some(&name),
+                    "a list name may hold only letters, digits, '-', '_' and '.'",
+                );
+                continue;
+            }
+            let words = self.keyword_list(&at, &name, &words);
+            if words.is_empty() {
+                self.issue(&at, Some(&name), "is empty");
+                continue;
+            }
+            out.insert(name, words);
+        }
+        out
+    }
+
+    /// Parses a department's rules; every syntax error names the rule, its column and what
+    /// was expected.
+    fn rules(
+        &mut self,
+        at: &At<'_>,
+        dept_id: &str,
+        raws: &[raw::RawRule],
+        lists: &BTreeMap<String, Vec<String>>,
+    ) -> Vec<crate::rules::Rule> {
+        let mut out = Vec::new();
+        let mut ids = HashSet::new();
+        for (i, r) in raws.iter().enumerate() {
+            let (id, src, weight) = match r {
+                raw::RawRule::Expr(e) => (None, e.clone(), None),
+                raw::RawRule::Full(t) => (t.id.clone(), t.expr.clone(), t.weight),
+            };
+            let rule_at = At {
+                path: at.path.key("rules").index(i),
+                label: at.label,
+            };
+            let id = id.unwrap_or_else(|| format!("{dept_id}#{}", i + 1));
+            if !ids.insert(id.clone()) {
+                self.issue(
+                    &rule_at,
+                    None,
+                    format!("rule id {id:?} is used twice in this department"),
+                );
+                continue;
+            }
+            let weight = weight.unwrap_or(1.0);
+            if !(0.0..=100.0).contains(&weight) {
+                self.issue(
+                    &rule_at,
+                    None,
+                    format!("weight {weight} must be between 0 and 100"),
+                );
+                continue;
+            }
+            match crate::rules::expr::parse(&src) {
+                Ok(expr) => {
+                    let mut atoms = Vec::new();
+                    expr.atoms(&mut atoms);
+                    let mut ok = true;
+                    for a in atoms {
+                        match a {
+                            crate::rules::expr::Expr::List(name) if !lists.contains_key(name) => {
+                                self.issue(
+                                    &rule_at,
+                                    None,
+                                    format!("{src:?}: @{name} is not a list in [lists]"),
+                                );
+                                ok = false;
+                            }
+                            crate::rules::expr::Expr::Term(t)
+                                if crate::text::normalize_for_match(t).is_empty() =>
+                            {
+                                self.issue(
+                                    &rule_at,
+                                    None,
+                                    format!("{src:?}: the term {t:?} is empty after normalisation"),
+                                );
+                                ok = false;
+                            }
+                            _ => {}
+                        }
+                    }
+                    if ok {
+                        out.push(crate::rules::Rule {
+                            id,
+                            expr,
+                            source: src,
+                            weight,
+                        });
+                    }
+                }
+                Err(e) => {
+                    let pointer = format!("{}^", " ".repeat(e.column.saturating_sub(1)));
+                    self.issue(
+                        &rule_at,
+                        None,
+                        format!("rule {id:?}: {e}\n      {src}\n      {pointer}"),
+                    );
+                }
+            }
+        }
+        out
+    }
+
     fn departments(
         &mut self,
         raws: Vec<(usize, Option<RawDepartment>)>,
         webhook: &Option<WebhookSettings>,
+        lists: &BTreeMap<String, Vec<String>>,
     ) -> Vec<Department> {
         let mut out = Vec::new();
         let mut seen: BTreeMap<String, usize> = BTreeMap::new();
@@ -1501,20 +1627,14 @@ impl Validator {
                     "is missing: the alert shows it to people",
                 );
             }
-            if !raw.rules.is_empty() {
-                self.issue(
-                    &at,
-                    Some("rules"),
-                    "rule expressions are not supported by this build yet: use keywords and exclude",
-                );
-            }
+            let rules = self.rules(&at, raw.id.as_deref().unwrap_or("?"), &raw.rules, lists);
             let keywords = self.keyword_list(&at, "keywords", &raw.keywords);
             let exclude = self.keyword_list(&at, "exclude", &raw.exclude);
-            if keywords.is_empty() && raw.keywords.is_empty() {
+            if keywords.is_empty() && raw.keywords.is_empty() && raw.rules.is_empty() {
                 self.issue(
                     &at,
                     Some("keywords"),
-                    "is empty: a department needs at least one keyword",
+                    "is empty: a department needs at least one keyword or rule",
                 );
             }
             let webhook = match raw.webhook.as_deref() {
@@ -1536,6 +1656,7 @@ impl Validator {
                     name,
                     keywords,
                     exclude,
+                    rules,
                     webhook,
                 });
             }

@@ -111,8 +111,24 @@ pub struct RawDepartment {
     #[serde(default)]
     pub exclude: Vec<String>,
     #[serde(default)]
-    pub rules: Vec<String>,
+    pub rules: Vec<RawRule>,
     pub webhook: Option<String>,
+}
+
+/// A rule: an expression, or a table with an id and a weight.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawRule {
+    Expr(String),
+    Full(RawRuleTable),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRuleTable {
+    pub id: Option<String>,
+    pub expr: String,
+    pub weight: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -1,0 +1,696 @@
+//! Owns matching: every department's keywords, exclusions and rule expressions compiled into
+//! one Aho-Corasick automaton. An item is scanned once; only the rules whose terms occurred
+//! (plus the few that can match on no term at all) are evaluated, so the cost of an item
+//! does not grow with the number of departments beyond evaluating their expressions.
+
+pub mod expr;
+
+use crate::config::Department;
+use crate::text::{snippet, Normalized};
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
+use expr::{Expr, Scope};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+
+/// Characters of context either side of the first match in a snippet.
+const SNIPPET_CONTEXT: usize = 40;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Field {
+    Title,
+    Text,
+    Author,
+}
+
+impl Field {
+    pub fn name(self) -> &'static str {
+        match self {
+            Field::Title => "title",
+            Field::Text => "text",
+            Field::Author => "author",
+        }
+    }
+}
+
+/// One term found in one place.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Hit {
+    /// The keyword or rule term as the analyst wrote it.
+    pub keyword: String,
+    pub field: Field,
+    /// Character offsets (not bytes) in the item's title, text or author.
+    pub start: usize,
+    pub end: usize,
+}
+
+/// A rule expression that matched, with the terms that satisfied it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RuleMatch {
+    pub id: String,
+    pub weight: f64,
+    pub terms: Vec<Hit>,
+}
+
+/// A department whose keywords or rules matched and whose exclusions did not.
+#[derive(Debug, Clone, Serialize)]
+pub struct DepartmentMatch {
+    pub department: String,
+    /// Keyword hits and the terms of matching rules.
+    pub hits: Vec<Hit>,
+    pub rules: Vec<RuleMatch>,
+    pub snippet: String,
+}
+
+/// What matching found for one item, including what an analyst needs to see why not.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    pub matched: Vec<DepartmentMatch>,
+    /// Departments that matched but an exclusion vetoed, with the exclusions found.
+    pub vetoed: Vec<(String, Vec<Hit>)>,
+    /// (department, rule id, why it did not match) for rules whose terms were present.
+    pub near_misses: Vec<(String, String, String)>,
+}
+
+/// What is matched: the item's fields.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Subject<'a> {
+    pub title: &'a str,
+    pub text: &'a str,
+    pub author: Option<&'a str>,
+    pub source: &'a str,
+}
+
+/// A rule as configured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rule {
+    pub id: String,
+    pub expr: Expr,
+    /// The expression as written, for people.
+    pub source: String,
+    pub weight: f64,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Role {
+    Keyword(u32),
+    Exclude(u32),
+}
+
+/// A rule expression with its terms replaced by automaton pattern ids.
+#[derive(Debug, Clone)]
+enum CExpr {
+    /// Any of these patterns (one for a term, several for a list); the written terms and
+    /// their normal forms (for `source:`).
+    Terms(Vec<(u32, String, String)>),
+    Not(Box<CExpr>),
+    And(Vec<CExpr>),
+    Or(Vec<CExpr>),
+    Near {
+        distance: u32,
+        ordered: bool,
+        a: Box<CExpr>,
+        b: Box<CExpr>,
+    },
+    Scoped(Scope, Box<CExpr>),
+}
+
+#[derive(Debug)]
+struct CRule {
+    id: String,
+    weight: f64,
+    expr: CExpr,
+    /// Can match with no term present (e.g. `!演习`): evaluated for every item.
+    matches_empty: bool,
+}
+
+#[derive(Debug)]
+struct DeptRules {
+    id: String,
+    keywords: Vec<String>,
+    exclude: Vec<String>,
+    rules: Vec<CRule>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("cannot build the keyword automaton: {0}")]
+    Automaton(#[from] aho_corasick::BuildError),
+    #[error("department {department}: rule {rule}: unknown list @{list}")]
+    UnknownList {
+        department: String,
+        rule: String,
+        list: String,
+    },
+}
+
+/// The compiled rules of all departments.
+#[derive(Debug)]
+pub struct Matcher {
+    ac: Option<AhoCorasick>,
+    /// For each automaton pattern: which departments use it as keyword/exclusion.
+    uses: Vec<Vec<(u32, Role)>>,
+    /// For each pattern: the (department, rule) pairs whose expressions mention it.
+    rule_uses: Vec<Vec<(u32, u32)>>,
+    /// Rules that must be evaluated for every item.
+    always: Vec<(u32, u32)>,
+    departments: Vec<DeptRules>,
+    rule_set: String,
+}
+
+/// Occurrences of patterns in one item, by pattern id.
+#[derive(Default)]
+struct Occurrences {
+    by_pattern: HashMap<u32, Vec<(Field, u32, u32)>>,
+}
+
+struct Builder {
+    patterns: Vec<String>,
+    index: HashMap<String, usize>,
+    uses: Vec<Vec<(u32, Role)>>,
+    rule_uses: Vec<Vec<(u32, u32)>>,
+}
+
+impl Builder {
+    fn pattern(&mut self, word: &str) -> Option<u32> {
+        let norm = crate::text::normalize_for_match(word);
+        if norm.is_empty() {
+            return None;
+        }
+        let p = *self.index.entry(norm.clone()).or_insert_with(|| {
+            self.patterns.push(norm);
+            self.uses.push(Vec::new());
+            self.rule_uses.push(Vec::new());
+            self.patterns.len() - 1
+        });
+        Some(p as u32)
+    }
+
+    fn compile(
+        &mut self,
+        e: &Expr,
+        lists: &BTreeMap<String, Vec<String>>,
+        at: (u32, u32),
+        names: (&str, &str),
+    ) -> Result<CExpr, BuildError> {
+        Ok(match e {
+            Expr::Term(t) => {
+                let mut v = Vec::new();
+                if let Some(p) = self.pattern(t) {
+                    self.rule_uses[p as usize].push(at);
+                    v.push((p, t.clone(), crate::text::normalize_for_match(t)));
+                }
+                CExpr::Terms(v)
+            }
+            Expr::List(name) => {
+                let words = lists.get(name).ok_or_else(|| BuildError::UnknownList {
+                    department: names.0.to_string(),
+                    rule: names.1.to_string(),
+                    list: name.clone(),
+                })?;
+                let mut v = Vec::new();
+                for w in words {
+                    if let Some(p) = self.pattern(w) {
+                        self.rule_uses[p as usize].push(at);
+                        v.push((p, w.clone(), crate::text::normalize_for_match(w)));
+                    }
+                }
+                CExpr::Terms(v)
+            }
+            Expr::Not(x) => CExpr::Not(Box::new(self.compile(x, lists, at, names)?)),
+            Expr::And(xs) => CExpr::And(
+                xs.iter()
+                    .map(|x| self.compile(x, lists, at, names))
+                    .collect::<Result<_, _>>()?,
+            ),
+            Expr::Or(xs) => CExpr::Or(
+                xs.iter()
+                    .map(|x| self.compile(x, lists, at, names))
+                    .collect::<Result<_, _>>()?,
+            ),
+            Expr::Near {
+                distance,
+                ordered,
+                a,
+                b,
+            } => CExpr::Near {
+                distance: *distance,
+                ordered: *ordered,
+                a: Box::new(self.compile(a, lists, at, names)?),
+                b: Box::new(self.compile(b, lists, at, names)?),
+            },
+            Expr::Scoped(s, x) => CExpr::Scoped(*s, Box::new(self.compile(x, lists, at, names)?)),
+        })
+    }
+}
+
+/// A short hash naming the rule set (all departments' keywords, exclusions, rules and
+/// lists), carried by every alert so a result can be traced to the rules that produced it.
+pub fn rule_set_hash(departments: &[Department], lists: &BTreeMap<String, Vec<String>>) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for d in departments {
+        parts.push(format!("dept:{}", d.id));
+        parts.extend(d.keywords.iter().map(|k| format!("k:{k}")));
+        parts.extend(d.exclude.iter().map(|k| format!("x:{k}")));
+        parts.extend(
+            d.rules
+                .iter()
+                .map(|r| format!("r:{}:{}:{}", r.id, r.weight, r.expr)),
+        );
+    }
+    for (name, words) in lists {
+        parts.push(format!("list:{name}={}", words.join("\u{1}")));
+    }
+    let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+    crate::item::short_hash(&refs)[..12].to_string()
+}
+
+impl Matcher {
+    /// Keywords and exclusions only (no rules, no lists).
+    pub fn new(departments: &[Department]) -> Result<Self, BuildError> {
+        Self::with_lists(departments, &BTreeMap::new())
+    }
+
+    pub fn from_config(cfg: &crate::config::Config) -> Result<Self, BuildError> {
+        Self::with_lists(&cfg.departments, &cfg.lists)
+    }
+
+    pub fn with_lists(
+        departments: &[Department],
+        lists: &BTreeMap<String, Vec<String>>,
+    ) -> Result<Self, BuildError> {
+        let mut b = Builder {
+            patterns: Vec::new(),
+            index: HashMap::new(),
+            uses: Vec::new(),
+            rule_uses: Vec::new(),
+        };
+        let mut depts = Vec::new();
+        let mut always = Vec::new();
+        for (d, dept) in departments.iter().enumerate() {
+            for (k, w) in dept.keywords.iter().enumerate() {
+                if let Some(p) = b.pattern(w) {
+                    b.uses[p as usize].push((d as u32, Role::Keyword(k as u32)));
+                }
+            }
+            for (k, w) in dept.exclude.iter().enumerate() {
+                if let Some(p) = b.pattern(w) {
+                    b.uses[p as usize].push((d as u32, Role::Exclude(k as u32)));
+                }
+            }
+            let mut rules = Vec::new();
+            for (r, rule) in dept.rules.iter().enumerate() {
+                let at = (d as u32, r as u32);
+                let expr = b.compile(&rule.expr, lists, at, (&dept.id, &rule.id))?;
+                let matches_empty = eval(&expr, &Occurrences::default(), None, "");
+                if matches_empty {
+                    always.push(at);
+                }
+                rules.push(CRule {
+                    id: rule.id.clone(),
+                    weight: rule.weight,
+                    expr,
+                    matches_empty,
+                });
+            }
+            depts.push(DeptRules {
+                id: dept.id.clone(),
+                keywords: dept.keywords.clone(),
+                exclude: dept.exclude.clone(),
+                rules,
+            });
+        }
+        for u in &mut b.rule_uses {
+            u.sort_unstable();
+            u.dedup();
+        }
+        let ac = if b.patterns.is_empty() {
+            None
+        } else {
+            // Standard semantics + overlapping search: "城管" and "城管执法" must both be
+            // seen. The contiguous NFA measured faster than a DFA on Chinese text.
+            Some(
+                AhoCorasick::builder()
+                    .match_kind(MatchKind::Standard)
+                    .kind(Some(AhoCorasickKind::ContiguousNFA))
+                    .build(&b.patterns)?,
+            )
+        };
+        Ok(Self {
+            ac,
+            uses: b.uses,
+            rule_uses: b.rule_uses,
+            always,
+            departments: depts,
+            rule_set: rule_set_hash(departments, lists),
+        })
+    }
+
+    pub fn department_count(&self) -> usize {
+        self.departments.len()
+    }
+
+    /// The short hash of the rule set this matcher was built from.
+    pub fn rule_set(&self) -> &str {
+        &self.rule_set
+    }
+
+    /// Number of patterns in the automaton.
+    pub fn pattern_count(&self) -> usize {
+        self.uses.len()
+    }
+
+    /// The bare automaton's overlapping scan, counting matches: the physical limit that the
+    /// benchmark compares full matching against.
+    pub fn raw_scan(&self, normalized: &str) -> usize {
+        self.ac
+            .as_ref()
+            .map(|ac| ac.find_overlapping_iter(normalized).count())
+            .unwrap_or(0)
+    }
+
+    /// Matches title and text (no author, no source).
+    pub fn match_item(&self, title: &str, text: &str) -> Outcome {
+        self.match_subject(&Subject {
+            title,
+            text,
+            author: None,
+            source: "",
+        })
+    }
+
+    /// Matches an item's fields against every department: one scan per field.
+    pub fn match_subject(&self, s: &Subject<'_>) -> Outcome {
+        let Some(ac) = &self.ac else {
+            return Outcome::default();
+        };
+        let mut occ = Occurrences::default();
+        let fields = [
+            (Field::Title, s.title),
+            (Field::Text, s.text),
+            (Field::Author, s.author.unwrap_or("")),
+        ];
+        for (field, original) in fields {
+            if original.is_empty() {
+                continue;
+            }
+            let norm = Normalized::new(original);
+            for m in ac.find_overlapping_iter(&norm.text) {
+                let (start, end) = norm.original_range(m.start(), m.end());
+                occ.by_pattern
+                    .entry(m.pattern().as_usize() as u32)
+                    .or_default()
+                    .push((field, start as u32, end as u32));
+            }
+        }
+        let source_norm = crate::text::normalize_for_match(s.source);
+
+        // Per department: keyword hits, exclusion hits, matched rules.
+        #[derive(Default)]
+        struct Acc {
+            hits: Vec<Hit>,
+            excluded: Vec<Hit>,
+            rules: Vec<RuleMatch>,
+            misses: Vec<(String, String)>,
+        }
+        let mut per: BTreeMap<u32, Acc> = BTreeMap::new();
+        let mut candidates: Vec<(u32, u32)> = self.always.clone();
+        let mut pids: Vec<&u32> = occ.by_pattern.keys().collect();
+        pids.sort_unstable();
+        for &p in &pids {
+            let list = &occ.by_pattern[p];
+            for &(d, role) in &self.uses[*p as usize] {
+                let dept = &self.departments[d as usize];
+                let acc = per.entry(d).or_default();
+                for &(field, start, end) in list {
+                    // Keywords and exclusions look at title and text, as they always have.
+                    if field == Field::Author {
+                        continue;
+                    }
+                    let (word, into) = match role {
+                        Role::Keyword(k) => (&dept.keywords[k as usize], &mut acc.hits),
+                        Role::Exclude(k) => (&dept.exclude[k as usize], &mut acc.excluded),
+                    };
+                    into.push(Hit {
+                        keyword: word.clone(),
+                        field,
+                        start: start as usize,
+                        end: end as usize,
+                    });
+                }
+            }
+            candidates.extend(self.rule_uses[*p as usize].iter().copied());
+        }
+        candidates.sort_unstable();
+        candidates.dedup();
+        for (d, r) in candidates {
+            let rule = &self.departments[d as usize].rules[r as usize];
+            if eval(&rule.expr, &occ, None, &source_norm) {
+                let mut terms = Vec::new();
+                collect_terms(&rule.expr, &occ, None, false, &mut terms);
+                per.entry(d).or_default().rules.push(RuleMatch {
+                    id: rule.id.clone(),
+                    weight: rule.weight,
+                    terms,
+                });
+            } else if !rule.matches_empty {
+                let mut why = Vec::new();
+                explain(&rule.expr, &occ, None, &source_norm, &mut why);
+                let note = if why.is_empty() {
+                    "some terms present, not all the rule needs".to_string()
+                } else {
+                    why.join("; ")
+                };
+                per.entry(d)
+                    .or_default()
+                    .misses
+                    .push((rule.id.clone(), note));
+            }
+        }
+
+        let mut out = Outcome::default();
+        for (d, acc) in per {
+            let dept = &self.departments[d as usize];
+            for (rule, note) in acc.misses {
+                out.near_misses.push((dept.id.clone(), rule, note));
+            }
+            if acc.hits.is_empty() && acc.rules.is_empty() {
+                continue;
+            }
+            if !acc.excluded.is_empty() {
+                out.vetoed.push((dept.id.clone(), acc.excluded));
+                continue;
+            }
+            let mut hits = acc.hits;
+            for r in &acc.rules {
+                for t in &r.terms {
+                    if !hits.contains(t) {
+                        hits.push(t.clone());
+                    }
+                }
+            }
+            hits.sort_by_key(|h| (h.field, h.start, h.end));
+            let snippet = hits
+                .iter()
+                .find(|h| h.field != Field::Author)
+                .map(|h| {
+                    let text = if h.field == Field::Title {
+                        s.title
+                    } else {
+                        s.text
+                    };
+                    snippet(text, h.start, h.end, SNIPPET_CONTEXT)
+                })
+                .unwrap_or_else(|| snippet(s.title, 0, 0, SNIPPET_CONTEXT));
+            out.matched.push(DepartmentMatch {
+                department: dept.id.clone(),
+                hits,
+                rules: acc.rules,
+                snippet,
+            });
+        }
+        out
+    }
+}
+
+fn allowed(field: Field, scope: Option<Scope>) -> bool {
+    match scope {
+        None => field != Field::Author,
+        Some(Scope::Title) => field == Field::Title,
+        Some(Scope::Text) => field == Field::Text,
+        Some(Scope::Author) => field == Field::Author,
+        Some(Scope::Source) => false,
+    }
+}
+
+/// Occurrences of an expression's positive terms in the allowed fields.
+fn spans(e: &CExpr, occ: &Occurrences, scope: Option<Scope>, out: &mut Vec<(Field, u32, u32)>) {
+    match e {
+        CExpr::Terms(ts) => {
+            for (p, _, _) in ts {
+                if let Some(v) = occ.by_pattern.get(p) {
+                    out.extend(v.iter().filter(|(f, _, _)| allowed(*f, scope)).copied());
+                }
+            }
+        }
+        CExpr::Not(_) => {}
+        CExpr::And(xs) | CExpr::Or(xs) => xs.iter().for_each(|x| spans(x, occ, scope, out)),
+        CExpr::Near { a, b, .. } => {
+            spans(a, occ, scope, out);
+            spans(b, occ, scope, out);
+        }
+        CExpr::Scoped(s, x) => spans(x, occ, Some(*s), out),
+    }
+}
+
+/// The smallest gap in characters between a span of `a` and one of `b` in the same field
+/// (overlap is 0); with `ordered`, `a` must come first.
+fn min_gap(a: &[(Field, u32, u32)], b: &[(Field, u32, u32)], ordered: bool) -> Option<u32> {
+    let mut best: Option<u32> = None;
+    for &(fa, sa, ea) in a {
+        for &(fb, sb, eb) in b {
+            if fa != fb {
+                continue;
+            }
+            let gap = if sb >= ea {
+                Some(sb - ea)
+            } else if ordered {
+                None
+            } else if sa >= eb {
+                Some(sa - eb)
+            } else {
+                Some(0)
+            };
+            if let Some(g) = gap {
+                best = Some(best.map_or(g, |b| b.min(g)));
+            }
+        }
+    }
+    best
+}
+
+fn eval(e: &CExpr, occ: &Occurrences, scope: Option<Scope>, source: &str) -> bool {
+    match e {
+        CExpr::Terms(ts) => {
+            if scope == Some(Scope::Source) {
+                return ts.iter().any(|(_, _, norm)| norm == source);
+            }
+            ts.iter().any(|(p, _, _)| {
+                occ.by_pattern
+                    .get(p)
+                    .is_some_and(|v| v.iter().any(|(f, _, _)| allowed(*f, scope)))
+            })
+        }
+        CExpr::Not(x) => !eval(x, occ, scope, source),
+        CExpr::And(xs) => xs.iter().all(|x| eval(x, occ, scope, source)),
+        CExpr::Or(xs) => xs.iter().any(|x| eval(x, occ, scope, source)),
+        CExpr::Near {
+            distance,
+            ordered,
+            a,
+            b,
+        } => {
+            if !eval(a, occ, scope, source) || !eval(b, occ, scope, source) {
+                return false;
+            }
+            let (mut sa, mut sb) = (Vec::new(), Vec::new());
+            spans(a, occ, scope, &mut sa);
+            spans(b, occ, scope, &mut sb);
+            min_gap(&sa, &sb, *ordered).is_some_and(|g| g <= *distance)
+        }
+        CExpr::Scoped(s, x) => eval(x, occ, Some(*s), source),
+    }
+}
+
+/// The terms of a matched rule that are present (not under a NOT).
+fn collect_terms(
+    e: &CExpr,
+    occ: &Occurrences,
+    scope: Option<Scope>,
+    negated: bool,
+    out: &mut Vec<Hit>,
+) {
+    match e {
+        CExpr::Terms(ts) => {
+            if negated || scope == Some(Scope::Source) {
+                return;
+            }
+            for (p, written, _) in ts {
+                for &(field, start, end) in occ.by_pattern.get(p).into_iter().flatten() {
+                    if allowed(field, scope) {
+                        let h = Hit {
+                            keyword: written.clone(),
+                            field,
+                            start: start as usize,
+                            end: end as usize,
+                        };
+                        if !out.contains(&h) {
+                            out.push(h);
+                        }
+                    }
+                }
+            }
+        }
+        CExpr::Not(x) => collect_terms(x, occ, scope, !negated, out),
+        CExpr::And(xs) | CExpr::Or(xs) => xs
+            .iter()
+            .for_each(|x| collect_terms(x, occ, scope, negated, out)),
+        CExpr::Near { a, b, .. } => {
+            collect_terms(a, occ, scope, negated, out);
+            collect_terms(b, occ, scope, negated, out);
+        }
+        CExpr::Scoped(s, x) => collect_terms(x, occ, Some(*s), negated, out),
+    }
+}
+
+/// Why a rule whose terms were present did not match: NEARs that failed by distance,
+/// NOTs that vetoed.
+fn explain(
+    e: &CExpr,
+    occ: &Occurrences,
+    scope: Option<Scope>,
+    source: &str,
+    why: &mut Vec<String>,
+) {
+    match e {
+        CExpr::Near {
+            distance,
+            ordered,
+            a,
+            b,
+        } => {
+            if eval(a, occ, scope, source) && eval(b, occ, scope, source) {
+                let (mut sa, mut sb) = (Vec::new(), Vec::new());
+                spans(a, occ, scope, &mut sa);
+                spans(b, occ, scope, &mut sb);
+                match min_gap(&sa, &sb, *ordered) {
+                    Some(g) if g > *distance => why.push(format!(
+                        "{}/{distance}: both present but {g} characters apart",
+                        if *ordered { "ONEAR" } else { "NEAR" }
+                    )),
+                    None => why.push(format!(
+                        "{}/{distance}: both present but not in that order in one field",
+                        if *ordered { "ONEAR" } else { "NEAR" }
+                    )),
+                    _ => {}
+                }
+            }
+        }
+        CExpr::Not(x) => {
+            if eval(x, occ, scope, source) {
+                let mut present = Vec::new();
+                collect_terms(x, occ, scope, false, &mut present);
+                let words: Vec<String> = present.iter().map(|h| h.keyword.clone()).collect();
+                why.push(format!("vetoed by NOT ({})", words.join(", ")));
+            }
+        }
+        CExpr::And(xs) | CExpr::Or(xs) => {
+            xs.iter().for_each(|x| explain(x, occ, scope, source, why))
+        }
+        CExpr::Scoped(s, x) => explain(x, occ, Some(*s), source, why),
+        CExpr::Terms(_) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests;

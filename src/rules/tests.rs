@@ -1,0 +1,327 @@
+use super::expr::{parse, Expr, Scope};
+use super::*;
+use proptest::prelude::*;
+use url::Url;
+
+fn dept(id: &str, keywords: &[&str], exclude: &[&str]) -> Department {
+    Department {
+        id: id.into(),
+        name: id.into(),
+        keywords: keywords.iter().map(|s| s.to_string()).collect(),
+        exclude: exclude.iter().map(|s| s.to_string()).collect(),
+        rules: vec![],
+        webhook: Url::parse("http://127.0.0.1:1/").unwrap(),
+    }
+}
+
+fn with_rules(id: &str, rules: &[&str]) -> Department {
+    let mut d = dept(id, &[], &[]);
+    d.rules = rules
+        .iter()
+        .enumerate()
+        .map(|(i, r)| Rule {
+            id: format!("{id}#{}", i + 1),
+            expr: parse(r).unwrap(),
+            source: r.to_string(),
+            weight: 1.0,
+        })
+        .collect();
+    d
+}
+
+fn subject<'a>(title: &'a str, text: &'a str) -> Subject<'a> {
+    Subject {
+        title,
+        text,
+        author: None,
+        source: "s",
+    }
+}
+
+#[test]
+fn matches_overlapping_keywords_with_offsets() {
+    let m = Matcher::new(&[dept("urban", &["城管", "城管执法"], &[])]).unwrap();
+    let out = m.match_item("某地城管执法引争议", "");
+    assert_eq!(out.matched.len(), 1);
+    let hits = &out.matched[0].hits;
+    assert_eq!(hits.len(), 2);
+    assert!(hits
+        .iter()
+        .any(|h| h.keyword == "城管" && h.start == 2 && h.end == 4));
+    assert!(hits.iter().any(|h| h.keyword == "城管执法" && h.end == 6));
+}
+
+#[test]
+fn exclusion_vetoes_and_case_width_fold() {
+    let m = Matcher::new(&[
+        dept("urban", &["城管"], &["演习"]),
+        dept("it", &["WiFi"], &[]),
+    ])
+    .unwrap();
+    let out = m.match_item("城管演习", "ｗｉｆｉ 信号差");
+    assert_eq!(out.matched.len(), 1);
+    assert_eq!(out.matched[0].department, "it");
+    assert_eq!(out.matched[0].hits[0].field, Field::Text);
+    assert_eq!(out.vetoed.len(), 1);
+    assert_eq!(out.vetoed[0].0, "urban");
+}
+
+#[test]
+fn shared_keyword_reaches_every_department() {
+    let m = Matcher::new(&[dept("a", &["暴雨"], &[]), dept("b", &["暴雨", "内涝"], &[])]).unwrap();
+    let out = m.match_item("", "暴雨导致内涝");
+    assert_eq!(out.matched.len(), 2);
+    assert_eq!(out.matched[1].hits.len(), 2);
+    assert!(out.matched[0].snippet.contains("暴雨"));
+}
+
+#[test]
+fn boolean_rules_with_evasive_spellings() {
+    let m = Matcher::new(&[with_rules(
+        "urban",
+        &["(城管 | 执法) & (打人 | 冲突) & !演习"],
+    )])
+    .unwrap();
+    // Traditional characters and a separator slipped in to dodge the filter.
+    let out = m.match_subject(&subject("某地城-管與攤販發生衝突", ""));
+    assert_eq!(out.matched.len(), 1, "{out:?}");
+    let r = &out.matched[0].rules[0];
+    assert_eq!(r.id, "urban#1");
+    let words: Vec<&str> = r.terms.iter().map(|t| t.keyword.as_str()).collect();
+    assert_eq!(words, vec!["城管", "冲突"]);
+    // Offsets are in the original text: 城-管 spans three characters.
+    assert_eq!((r.terms[0].start, r.terms[0].end), (2, 5));
+    let vetoed = m.match_subject(&subject("城管执法演习中发生冲突", ""));
+    assert!(vetoed.matched.is_empty());
+    assert!(
+        vetoed.near_misses[0].2.contains("vetoed by NOT (演习)"),
+        "{:?}",
+        vetoed.near_misses
+    );
+}
+
+#[test]
+fn near_counts_characters_and_onear_keeps_order() {
+    let m = Matcher::new(&[
+        with_rules("near", &["NEAR/3(城管, 打人)"]),
+        with_rules("onear", &["ONEAR/3(打人, 城管)"]),
+    ])
+    .unwrap();
+    // Gap between 城管 and 打人: "当街" = 2 characters.
+    let out = m.match_subject(&subject("城管当街打人", ""));
+    let ids: Vec<&str> = out.matched.iter().map(|d| d.department.as_str()).collect();
+    assert_eq!(ids, vec!["near"], "ONEAR wants 打人 first");
+    // Four characters apart: a near miss, explained.
+    let far = m.match_subject(&subject("城管在大街上打人", ""));
+    assert!(far.matched.is_empty());
+    assert!(
+        far.near_misses
+            .iter()
+            .any(|(d, _, why)| d == "near" && why.contains("4 characters apart")),
+        "{:?}",
+        far.near_misses
+    );
+    // Not across fields.
+    assert!(m.match_subject(&subject("城管", "打人")).matched.is_empty());
+}
+
+#[test]
+fn field_scopes_and_source() {
+    let mut d = with_rules(
+        "scoped",
+        &[
+            "title:城管 & text:打人",
+            "author:记者 & 暴雨",
+            "source:weibo-a & 投诉",
+        ],
+    );
+    d.keywords = vec![];
+    let m = Matcher::new(&[d]).unwrap();
+    let hit = |title, text, author, source| {
+        m.match_subject(&Subject {
+            title,
+            text,
+            author,
+            source,
+        })
+        .matched
+        .first()
+        .map(|d| d.rules.iter().map(|r| r.id.clone()).collect::<Vec<_>>())
+        .unwrap_or_default()
+    };
+    assert_eq!(hit("城管来了", "有人打人", None, "x"), vec!["scoped#1"]);
+    assert!(hit("打人", "城管", None, "x").is_empty(), "fields swapped");
+    assert_eq!(hit("暴雨", "", Some("本报记者"), "x"), vec!["scoped#2"]);
+    assert!(
+        hit("暴雨", "记者", None, "x").is_empty(),
+        "author: looks at the author only"
+    );
+    assert_eq!(hit("投诉", "", None, "weibo-a"), vec!["scoped#3"]);
+    assert!(hit("投诉", "", None, "weibo-b").is_empty());
+}
+
+#[test]
+fn lists_expand_and_the_rule_set_hash_tracks_changes() {
+    let lists: BTreeMap<String, Vec<String>> = [(
+        "places".to_string(),
+        vec!["朝阳区".to_string(), "海淀区".to_string()],
+    )]
+    .into();
+    let d = with_rules("district", &["@places & 占道经营"]);
+    let m = Matcher::with_lists(std::slice::from_ref(&d), &lists).unwrap();
+    assert_eq!(
+        m.match_subject(&subject("海淀区出现占道经营", ""))
+            .matched
+            .len(),
+        1
+    );
+    assert!(m
+        .match_subject(&subject("西城区出现占道经营", ""))
+        .matched
+        .is_empty());
+    let other: BTreeMap<String, Vec<String>> =
+        [("places".to_string(), vec!["朝阳区".to_string()])].into();
+    let m2 = Matcher::with_lists(std::slice::from_ref(&d), &other).unwrap();
+    assert_ne!(m.rule_set(), m2.rule_set());
+    assert!(Matcher::with_lists(&[with_rules("x", &["@nope"])], &lists).is_err());
+}
+
+#[test]
+fn rules_that_match_on_nothing_are_still_evaluated() {
+    let m = Matcher::new(&[with_rules("odd", &["!演习"])]).unwrap();
+    assert_eq!(m.match_subject(&subject("无关内容", "")).matched.len(), 1);
+    assert!(m.match_subject(&subject("演习", "")).matched.is_empty());
+}
+
+// ---- The evaluator against a naive reference, on random expressions and texts ----
+
+const ALPHABET: &[&str] = &["城管", "打人", "执法", "冲突", "ab", "b", "演习"];
+
+/// A deliberately simple second implementation: substring search on the normalised text,
+/// offsets mapped with the same normaliser, the same NEAR definition.
+fn naive(e: &Expr, title: &str, text: &str, scope: Option<Scope>) -> bool {
+    let spans = |t: &str, scope: Option<Scope>| -> Vec<(u8, usize, usize)> {
+        let mut out = Vec::new();
+        let needle = crate::text::normalize_for_match(t);
+        for (f, original) in [(0u8, title), (1u8, text)] {
+            let ok = match scope {
+                None => true,
+                Some(Scope::Title) => f == 0,
+                Some(Scope::Text) => f == 1,
+                _ => false,
+            };
+            if !ok || needle.is_empty() {
+                continue;
+            }
+            let n = crate::text::Normalized::new(original);
+            let mut from = 0;
+            while let Some(pos) = n.text[from..].find(&needle) {
+                let s = from + pos;
+                let (a, b) = n.original_range(s, s + needle.len());
+                out.push((f, a, b));
+                from = s + n.text[s..].chars().next().map_or(1, |c| c.len_utf8());
+            }
+        }
+        out
+    };
+    fn positives(e: &Expr, out: &mut Vec<String>) {
+        match e {
+            Expr::Term(t) => out.push(t.clone()),
+            Expr::Not(_) | Expr::List(_) => {}
+            Expr::And(v) | Expr::Or(v) => v.iter().for_each(|x| positives(x, out)),
+            Expr::Near { a, b, .. } => {
+                positives(a, out);
+                positives(b, out);
+            }
+            Expr::Scoped(_, x) => positives(x, out),
+        }
+    }
+    match e {
+        Expr::Term(t) => !spans(t, scope).is_empty(),
+        Expr::List(_) => false,
+        Expr::Not(x) => !naive(x, title, text, scope),
+        Expr::And(v) => v.iter().all(|x| naive(x, title, text, scope)),
+        Expr::Or(v) => v.iter().any(|x| naive(x, title, text, scope)),
+        Expr::Scoped(s, x) => naive(x, title, text, Some(*s)),
+        Expr::Near {
+            distance,
+            ordered,
+            a,
+            b,
+        } => {
+            if !naive(a, title, text, scope) || !naive(b, title, text, scope) {
+                return false;
+            }
+            let (mut ta, mut tb) = (Vec::new(), Vec::new());
+            positives(a, &mut ta);
+            positives(b, &mut tb);
+            let sa: Vec<_> = ta.iter().flat_map(|t| spans(t, scope)).collect();
+            let sb: Vec<_> = tb.iter().flat_map(|t| spans(t, scope)).collect();
+            sa.iter().any(|&(fa, s1, e1)| {
+                sb.iter().any(|&(fb, s2, e2)| {
+                    fa == fb
+                        && if s2 >= e1 {
+                            s2 - e1 <= *distance as usize
+                        } else if *ordered {
+                            false
+                        } else if s1 >= e2 {
+                            s1 - e2 <= *distance as usize
+                        } else {
+                            true
+                        }
+                })
+            })
+        }
+    }
+}
+
+fn arb_rule() -> impl Strategy<Value = Expr> {
+    let leaf = prop::sample::select(ALPHABET).prop_map(|s| Expr::Term(s.to_string()));
+    leaf.prop_recursive(3, 16, 3, |inner| {
+        prop_oneof![
+            inner.clone().prop_map(|e| Expr::Not(Box::new(e))),
+            prop::collection::vec(inner.clone(), 2..3).prop_map(Expr::And),
+            prop::collection::vec(inner.clone(), 2..3).prop_map(Expr::Or),
+            (0u32..6, any::<bool>(), inner.clone(), inner.clone()).prop_map(|(d, o, a, b)| {
+                Expr::Near {
+                    distance: d,
+                    ordered: o,
+                    a: Box::new(a),
+                    b: Box::new(b),
+                }
+            }),
+            (prop_oneof![Just(Scope::Title), Just(Scope::Text)], inner)
+                .prop_map(|(s, e)| Expr::Scoped(s, Box::new(e))),
+        ]
+    })
+}
+
+fn arb_text() -> impl Strategy<Value = String> {
+    prop::collection::vec(
+        prop::sample::select(
+            &[
+                "城管", "打", "人", "执法", "冲突", "a", "b", " ", "-", "演习", "的",
+            ][..],
+        ),
+        0..12,
+    )
+    .prop_map(|v| v.concat())
+}
+
+proptest! {
+    #[test]
+    fn evaluator_agrees_with_the_naive_reference(
+        rule in arb_rule(),
+        title in arb_text(),
+        text in arb_text(),
+    ) {
+        let mut d = dept("d", &[], &[]);
+        d.rules = vec![Rule { id: "r".into(), expr: rule.clone(), source: rule.to_string(), weight: 1.0 }];
+        let m = Matcher::new(&[d]).unwrap();
+        let got = !m.match_subject(&Subject { title: &title, text: &text, author: None, source: "s" })
+            .matched
+            .is_empty();
+        let want = naive(&rule, &title, &text, None);
+        prop_assert_eq!(got, want, "rule {} on title {:?} text {:?}", rule, title, text);
+    }
+}
