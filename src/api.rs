@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 const DEFAULT_LIMIT: usize = 50;
 const MAX_LIMIT: usize = 500;
+const MAX_ITEMS: usize = 50_000;
 
 /// Binds `addr` and serves until shutdown; a bind failure is reported at startup.
 pub async fn serve(
@@ -187,6 +188,7 @@ async fn alerts(State(shared): State<Arc<Shared>>, Query(q): Query<AlertQuery>) 
 
 #[derive(Deserialize)]
 struct ItemQuery {
+    id: Option<String>,
     q: Option<String>,
     source: Option<String>,
     since: Option<String>,
@@ -198,12 +200,15 @@ async fn items(State(shared): State<Arc<Shared>>, Query(q): Query<ItemQuery>) ->
         Ok(s) => s,
         Err(why) => return (StatusCode::BAD_REQUEST, Json(json!({"error": why}))).into_response(),
     };
-    let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+    // Larger pages than for alerts: `tingfeng backtest` reads a week of items through here
+    // while the daemon holds the store.
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_ITEMS);
     let needle = q.q.as_deref().map(crate::text::normalize_for_match);
     let store = shared.store.clone();
     let r = blocking(move || {
         store.items_matching(limit, |it| {
-            q.source.as_deref().is_none_or(|s| it.source == s)
+            q.id.as_deref().is_none_or(|id| it.id == id)
+                && q.source.as_deref().is_none_or(|s| it.source == s)
                 && since.is_none_or(|s| it.fetched >= s)
                 && needle.as_deref().is_none_or(|n| {
                     crate::text::normalize_for_match(&it.title).contains(n)

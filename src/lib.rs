@@ -23,6 +23,7 @@
 //! - [`daemon`]: wiring, signals, shutdown. [`shutdown`]: the stop signal tasks share.
 
 pub mod alert;
+pub mod analyst;
 pub mod api;
 pub mod charset;
 pub mod config;

@@ -64,6 +64,39 @@ enum Command {
         #[arg(long)]
         token_file: Option<PathBuf>,
     },
+    /// Which departments and rules match a text, and why — term by term, near misses too.
+    /// The text comes from the argument, standard input, or --item (an item in the store).
+    TryRules {
+        #[arg(long, default_value = "sources.toml")]
+        config: PathBuf,
+        /// The text to match (default: standard input).
+        text: Option<String>,
+        /// A title to match with the text.
+        #[arg(long)]
+        title: Option<String>,
+        #[arg(long)]
+        author: Option<String>,
+        /// The source id, for `source:` scopes.
+        #[arg(long, default_value = "")]
+        source: String,
+        /// Match a stored item instead (by its id, as in alerts).
+        #[arg(long)]
+        item: Option<String>,
+    },
+    /// Run the current (edited) rules over stored items and compare with the alerts raised;
+    /// writes nothing.
+    Backtest {
+        #[arg(long, default_value = "sources.toml")]
+        config: PathBuf,
+        /// How far back: a duration (7d, 24h) or an RFC 3339 time.
+        #[arg(long, default_value = "7d")]
+        since: String,
+        #[arg(long)]
+        department: Option<String>,
+        /// Sample titles shown per change.
+        #[arg(long, default_value_t = 3)]
+        samples: usize,
+    },
     /// Fetch one source once and print its items and matches; writes nothing.
     TrySource {
         #[arg(long, default_value = "sources.toml")]
@@ -156,6 +189,50 @@ fn main() -> ExitCode {
                 }
             })
         }
+        Command::TryRules {
+            config,
+            text,
+            title,
+            author,
+            source,
+            item,
+        } => {
+            let cfg = match load(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            with_runtime(|| try_rules(cfg, text, title, author, source, item))
+        }
+        Command::Backtest {
+            config,
+            since,
+            department,
+            samples,
+        } => {
+            let cfg = match load(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let since = match chrono::DateTime::parse_from_rfc3339(&since) {
+                Ok(t) => t.with_timezone(&Utc),
+                Err(_) => {
+                    match humantime::parse_duration(&since) {
+                        Ok(d) => Utc::now() - chrono::Duration::from_std(d).unwrap_or_default(),
+                        Err(_) => {
+                            eprintln!("error: --since {since:?}: give a duration (7d) or an RFC 3339 time");
+                            return ExitCode::from(2);
+                        }
+                    }
+                }
+            };
+            if let Some(d) = &department {
+                if !cfg.departments.iter().any(|x| &x.id == d) {
+                    eprintln!("error: no department {d:?} in {}", cfg.path.display());
+                    return ExitCode::from(2);
+                }
+            }
+            with_runtime(|| backtest(cfg, since, department, samples))
+        }
         Command::Status {
             config,
             api,
@@ -237,6 +314,101 @@ fn check(path: &Path) -> ExitCode {
     }
     println!("  keywords:    {}", cfg.keyword_count());
     println!("  data_dir:    {}", cfg.daemon.data_dir.display());
+    ExitCode::SUCCESS
+}
+
+async fn try_rules(
+    cfg: Config,
+    text: Option<String>,
+    title: Option<String>,
+    author: Option<String>,
+    source: String,
+    item: Option<String>,
+) -> ExitCode {
+    let matcher = match Matcher::from_config(&cfg) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if let Some(id) = item {
+        let data = match tingfeng::analyst::load(&cfg, Utc::now(), Some(&id)).await {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        let it = match tingfeng::analyst::item(&data, &id) {
+            Ok(i) => i,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        println!("item {} from {} — {}", it.id, it.source, it.title);
+        let s = tingfeng::rules::Subject {
+            title: &it.title,
+            text: &it.text,
+            author: it.author.as_deref(),
+            source: &it.source,
+        };
+        print!("{}", tingfeng::analyst::explain(&cfg, &matcher, &s));
+        return ExitCode::SUCCESS;
+    }
+    let text = match text {
+        Some(t) => t,
+        None => {
+            let mut buf = String::new();
+            if let Err(e) = std::io::Read::read_to_string(&mut std::io::stdin(), &mut buf) {
+                eprintln!("error: cannot read standard input: {e}");
+                return ExitCode::from(1);
+            }
+            buf
+        }
+    };
+    let s = tingfeng::rules::Subject {
+        title: title.as_deref().unwrap_or(""),
+        text: &text,
+        author: author.as_deref(),
+        source: &source,
+    };
+    print!("{}", tingfeng::analyst::explain(&cfg, &matcher, &s));
+    ExitCode::SUCCESS
+}
+
+async fn backtest(
+    cfg: Config,
+    since: chrono::DateTime<Utc>,
+    department: Option<String>,
+    samples: usize,
+) -> ExitCode {
+    let matcher = match Matcher::from_config(&cfg) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let data = match tingfeng::analyst::load(&cfg, since, None).await {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    print!(
+        "{}",
+        tingfeng::analyst::render_backtest(
+            &cfg,
+            &matcher,
+            &data,
+            since,
+            department.as_deref(),
+            samples
+        )
+    );
     ExitCode::SUCCESS
 }
 

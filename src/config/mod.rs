@@ -1731,8 +1731,9 @@ fn valid_id(id: &str) -> bool {
 
 /// `source[3] "city-forum": interval`, `source[0] "forum": select.title`
 fn describe(path: &KeyPath, label: Option<&str>, key: Option<&str>) -> String {
-    // The label (the element's id) goes right after the last array index it names.
-    let last_index = path.0.iter().rposition(|s| matches!(s, Seg::Index(_)));
+    // The label (the element's id) goes right after the array index of the element it
+    // names: the first index in the path (`department[0] "urban": rules[1]`).
+    let last_index = path.0.iter().position(|s| matches!(s, Seg::Index(_)));
     let (head, tail) = match last_index {
         Some(i) => path.0.split_at(i + 1),
         None => (&path.0[..0], &path.0[..]),
@@ -1741,17 +1742,24 @@ fn describe(path: &KeyPath, label: Option<&str>, key: Option<&str>) -> String {
     if let Some(l) = label {
         s.push_str(&format!(" {l:?}"));
     }
-    let mut rest: Vec<String> = tail
-        .iter()
-        .map(|seg| match seg {
-            Seg::Key(k) => k.clone(),
-            Seg::Index(i) => format!("[{i}]"),
-        })
-        .collect();
-    if let Some(k) = key {
-        rest.push(k.to_string());
+    let mut rest = String::new();
+    for seg in tail {
+        match seg {
+            Seg::Key(k) => {
+                if !rest.is_empty() {
+                    rest.push('.');
+                }
+                rest.push_str(k);
+            }
+            Seg::Index(i) => rest.push_str(&format!("[{i}]")),
+        }
     }
-    let rest = rest.join(".");
+    if let Some(k) = key {
+        if !rest.is_empty() {
+            rest.push('.');
+        }
+        rest.push_str(k);
+    }
     match (s.is_empty(), rest.is_empty()) {
         (true, _) => rest,
         (false, true) => s,

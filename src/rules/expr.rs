@@ -160,12 +160,14 @@ fn tokenize(src: &str) -> Result<Vec<(usize, Tok)>, ParseError> {
                 match near {
                     Some((n, ordered)) => match n.parse::<u32>() {
                         Ok(distance) if distance <= 10_000 => Tok::Near { distance, ordered },
-                        _ => return Err(err(
-                            col,
-                            format!(
+                        _ => {
+                            return Err(err(
+                                col,
+                                format!(
                                 "{word}: expected a distance in characters (0–10000) after the /"
                             ),
-                        )),
+                            ))
+                        }
                     },
                     None => Tok::Word(word),
                 }

@@ -1,0 +1,393 @@
+//! Owns the analyst's tools that read but never write: `try-rules` (which departments and
+//! rules match a text, and why not) and `backtest` (what an edited rule set would have raised
+//! on the items already stored, against what was raised). Items and alerts come from the
+//! store when it can be opened, else from the running daemon's API.
+
+use crate::config::Config;
+use crate::item::Item;
+use crate::rules::{Matcher, Outcome, Subject};
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt::Write as _;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AnalystError {
+    #[error("{0}")]
+    Rules(#[from] crate::rules::BuildError),
+    #[error("the store cannot be opened ({store}) and the daemon's API did not answer ({api})")]
+    NoData { store: String, api: String },
+    #[error("no item {0} in the store")]
+    NoItem(String),
+}
+
+/// Items and alerts to analyse, from the store or, while the daemon holds it, the API.
+pub struct Data {
+    pub items: Vec<Item>,
+    /// Stored alert bodies (JSON).
+    pub alerts: Vec<Value>,
+    pub from: &'static str,
+}
+
+/// Reads items fetched since `since` (and the alerts raised since then).
+pub async fn load(
+    cfg: &Config,
+    since: DateTime<Utc>,
+    item_id: Option<&str>,
+) -> Result<Data, AnalystError> {
+    let dir = cfg.daemon.data_dir.clone();
+    let cache = cfg.daemon.cache_capacity_bytes;
+    let id = item_id.map(str::to_string);
+    let direct = tokio::task::spawn_blocking(move || -> Result<Data, String> {
+        if !dir.exists() {
+            return Err(format!("{} does not exist", dir.display()));
+        }
+        let store = crate::store::Store::open(&dir, cache).map_err(|e| e.to_string())?;
+        let items = store
+            .items_matching(usize::MAX, |it| {
+                id.as_deref().map_or(it.fetched >= since, |id| it.id == id)
+            })
+            .map_err(|e| e.to_string())?;
+        let (alerts, _) = store
+            .alerts_page(None, usize::MAX, |_| true)
+            .map_err(|e| e.to_string())?;
+        Ok(Data {
+            items,
+            alerts,
+            from: "store",
+        })
+    })
+    .await
+    .map_err(|e| e.to_string())
+    .and_then(|r| r);
+    let store_err = match direct {
+        Ok(d) => return Ok(d),
+        Err(e) => e,
+    };
+    match from_api(cfg, since, item_id).await {
+        Ok(d) => Ok(d),
+        Err(api) => Err(AnalystError::NoData {
+            store: store_err,
+            api,
+        }),
+    }
+}
+
+async fn from_api(
+    cfg: &Config,
+    since: DateTime<Utc>,
+    item_id: Option<&str>,
+) -> Result<Data, String> {
+    let mut addr = cfg.daemon.listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let base = format!("http://{addr}");
+    let token = cfg.daemon.api_token.read()?;
+    crate::fetch::install_crypto_provider();
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(60))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let get = |path: String| {
+        let mut req = client.get(format!("{base}{path}"));
+        if let Some(t) = &token {
+            req = req.bearer_auth(t);
+        }
+        async move {
+            let resp = req
+                .send()
+                .await
+                .map_err(|e| crate::fetch::error_chain(&e))?;
+            if !resp.status().is_success() {
+                return Err(format!("HTTP {}", resp.status()));
+            }
+            let body = resp.bytes().await.map_err(|e| e.to_string())?;
+            serde_json::from_slice::<Value>(&body).map_err(|e| e.to_string())
+        }
+    };
+    let since_s = crate::alert::rfc3339(since);
+    let items_path = match item_id {
+        Some(id) => format!("/api/v1/items?id={id}&limit=1"),
+        None => format!("/api/v1/items?since={since_s}&limit=50000"),
+    };
+    let items: Vec<Item> = serde_json::from_value(get(items_path).await?["items"].clone())
+        .map_err(|e| e.to_string())?;
+    let mut alerts = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path = format!("/api/v1/alerts?since={since_s}&limit=500");
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={c}"));
+        }
+        let page = get(path).await?;
+        alerts.extend(page["alerts"].as_array().cloned().unwrap_or_default());
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    Ok(Data {
+        items,
+        alerts,
+        from: "the daemon's API",
+    })
+}
+
+fn subject(item: &Item) -> Subject<'_> {
+    Subject {
+        title: &item.title,
+        text: &item.text,
+        author: item.author.as_deref(),
+        source: &item.source,
+    }
+}
+
+/// The try-rules report for one text, term by term, with near misses.
+pub fn explain(cfg: &Config, matcher: &Matcher, s: &Subject<'_>) -> String {
+    let out: Outcome = matcher.match_subject(s);
+    let mut r = String::new();
+    let rules: usize = cfg.departments.iter().map(|d| d.rules.len()).sum();
+    let _ = writeln!(
+        r,
+        "rule set {} — {} departments, {} keywords, {} rules",
+        matcher.rule_set(),
+        cfg.departments.len(),
+        cfg.keyword_count(),
+        rules
+    );
+    let name = |id: &str| {
+        cfg.departments
+            .iter()
+            .find(|d| d.id == id)
+            .map(|d| d.name.clone())
+            .unwrap_or_default()
+    };
+    let rule_src = |dept: &str, rule: &str| {
+        cfg.departments
+            .iter()
+            .find(|d| d.id == dept)
+            .and_then(|d| d.rules.iter().find(|r| r.id == rule))
+            .map(|r| r.source.clone())
+            .unwrap_or_default()
+    };
+    for m in &out.matched {
+        let _ = writeln!(r, "✓ {} {}", m.department, name(&m.department));
+        let rule_terms: BTreeSet<(String, usize)> = m
+            .rules
+            .iter()
+            .flat_map(|x| x.terms.iter().map(|t| (t.keyword.clone(), t.start)))
+            .collect();
+        for h in m
+            .hits
+            .iter()
+            .filter(|h| !rule_terms.contains(&(h.keyword.clone(), h.start)))
+        {
+            let _ = writeln!(
+                r,
+                "    keyword {} ({} {}..{})",
+                h.keyword,
+                h.field.name(),
+                h.start,
+                h.end
+            );
+        }
+        for rule in &m.rules {
+            let _ = writeln!(
+                r,
+                "    rule {} [weight {}]: {}",
+                rule.id,
+                rule.weight,
+                rule_src(&m.department, &rule.id)
+            );
+            let terms: Vec<String> = rule
+                .terms
+                .iter()
+                .map(|t| format!("{} ({} {}..{})", t.keyword, t.field.name(), t.start, t.end))
+                .collect();
+            let _ = writeln!(r, "        {}", terms.join("; "));
+        }
+        let _ = writeln!(r, "    snippet: {}", m.snippet);
+    }
+    for (d, hits) in &out.vetoed {
+        let words: Vec<String> = hits
+            .iter()
+            .map(|h| format!("{} ({} {}..{})", h.keyword, h.field.name(), h.start, h.end))
+            .collect();
+        let _ = writeln!(
+            r,
+            "✗ {d} {}: would match, but excluded by {}",
+            name(d),
+            words.join(", ")
+        );
+    }
+    for (d, rule, why) in &out.near_misses {
+        if out
+            .matched
+            .iter()
+            .any(|m| &m.department == d && m.rules.iter().any(|x| &x.id == rule))
+        {
+            continue;
+        }
+        let _ = writeln!(
+            r,
+            "· {d} rule {rule}: near miss — {why}\n      {}",
+            rule_src(d, rule)
+        );
+    }
+    if out.matched.is_empty() && out.vetoed.is_empty() && out.near_misses.is_empty() {
+        let _ = writeln!(r, "no department matches, and no rule came close");
+    }
+    r
+}
+
+/// One department's backtest figures.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DeptReport {
+    /// Items alerted with the stored alerts (the rules of the time).
+    pub before: usize,
+    /// Items the current rules match.
+    pub now: usize,
+    /// Matched now, not alerted before.
+    pub gained: Vec<String>,
+    /// Alerted before, not matched now.
+    pub lost: Vec<String>,
+    /// Per rule (or "keywords"): (hits now, hits in the stored alerts).
+    pub rules: BTreeMap<String, (usize, usize)>,
+}
+
+/// Runs the current rules over `data`, per department.
+pub fn backtest(
+    matcher: &Matcher,
+    data: &Data,
+    department: Option<&str>,
+) -> BTreeMap<String, (DeptReport, HashMap<String, String>)> {
+    let in_scope: BTreeSet<String> = data.items.iter().map(|i| i.id.clone()).collect();
+    let mut out: BTreeMap<String, (DeptReport, HashMap<String, String>)> = BTreeMap::new();
+    // What the stored alerts say.
+    let mut before: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for a in &data.alerts {
+        let (Some(d), Some(item)) = (a["department"]["id"].as_str(), a["item"]["id"].as_str())
+        else {
+            continue;
+        };
+        if !in_scope.contains(item) || department.is_some_and(|x| x != d) {
+            continue;
+        }
+        before
+            .entry(d.to_string())
+            .or_default()
+            .insert(item.to_string());
+        let entry = out.entry(d.to_string()).or_default();
+        let rules = a["rules"].as_array().cloned().unwrap_or_default();
+        if rules.is_empty() {
+            entry.0.rules.entry("keywords".into()).or_default().1 += 1;
+        }
+        for r in rules {
+            if let Some(id) = r["id"].as_str() {
+                entry.0.rules.entry(id.to_string()).or_default().1 += 1;
+            }
+        }
+    }
+    let mut now: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for item in &data.items {
+        let o = matcher.match_subject(&subject(item));
+        for m in o.matched {
+            if department.is_some_and(|x| x != m.department) {
+                continue;
+            }
+            now.entry(m.department.clone())
+                .or_default()
+                .insert(item.id.clone());
+            let entry = out.entry(m.department.clone()).or_default();
+            entry.1.insert(item.id.clone(), item.title.clone());
+            if m.rules.is_empty() || m.hits.len() > m.rules.iter().map(|r| r.terms.len()).sum() {
+                entry.0.rules.entry("keywords".into()).or_default().0 += 1;
+            }
+            for r in m.rules {
+                entry.0.rules.entry(r.id).or_default().0 += 1;
+            }
+        }
+    }
+    let titles: HashMap<&str, &str> = data
+        .items
+        .iter()
+        .map(|i| (i.id.as_str(), i.title.as_str()))
+        .collect();
+    for (d, (rep, names)) in out.iter_mut() {
+        let b = before.get(d).cloned().unwrap_or_default();
+        let n = now.get(d).cloned().unwrap_or_default();
+        rep.before = b.len();
+        rep.now = n.len();
+        rep.gained = n.difference(&b).cloned().collect();
+        rep.lost = b.difference(&n).cloned().collect();
+        for id in rep.lost.iter() {
+            if let Some(t) = titles.get(id.as_str()) {
+                names.insert(id.clone(), t.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// The backtest report as text.
+pub fn render_backtest(
+    cfg: &Config,
+    matcher: &Matcher,
+    data: &Data,
+    since: DateTime<Utc>,
+    department: Option<&str>,
+    samples: usize,
+) -> String {
+    let report = backtest(matcher, data, department);
+    let mut r = String::new();
+    let _ = writeln!(
+        r,
+        "backtest of rule set {} on {} items fetched since {} (from {}); nothing is written",
+        matcher.rule_set(),
+        data.items.len(),
+        crate::alert::rfc3339(since),
+        data.from
+    );
+    for d in &cfg.departments {
+        if department.is_some_and(|x| x != d.id) {
+            continue;
+        }
+        let Some((rep, titles)) = report.get(&d.id) else {
+            let _ = writeln!(r, "\n{} {}: no matches, before or now", d.id, d.name);
+            continue;
+        };
+        let delta = rep.now as i64 - rep.before as i64;
+        let _ = writeln!(
+            r,
+            "\n{} {}: {} items now, {} alerted before ({delta:+}): +{} new, -{} no longer",
+            d.id,
+            d.name,
+            rep.now,
+            rep.before,
+            rep.gained.len(),
+            rep.lost.len()
+        );
+        for (rule, (now, before)) in &rep.rules {
+            let _ = writeln!(
+                r,
+                "    {rule:<24} {now:>6} hits now  {before:>6} in stored alerts"
+            );
+        }
+        for (label, ids) in [("new", &rep.gained), ("lost", &rep.lost)] {
+            for id in ids.iter().take(samples) {
+                let title = titles.get(id).map(String::as_str).unwrap_or("?");
+                let _ = writeln!(r, "    {label}: {title}");
+            }
+        }
+    }
+    r
+}
+
+/// The item with `id` from `data`.
+pub fn item<'a>(data: &'a Data, id: &str) -> Result<&'a Item, AnalystError> {
+    data.items
+        .iter()
+        .find(|i| i.id == id)
+        .ok_or_else(|| AnalystError::NoItem(id.to_string()))
+}
