@@ -145,7 +145,7 @@ fn subject(item: &Item) -> Subject<'_> {
 
 /// The try-rules report for one text, term by term, with near misses.
 pub fn explain(cfg: &Config, matcher: &Matcher, s: &Subject<'_>) -> String {
-    let out: Outcome = matcher.match_subject(s);
+    let out: Outcome = matcher.match_explained(s);
     let mut r = String::new();
     let rules: usize = cfg.departments.iter().map(|d| d.rules.len()).sum();
     let _ = writeln!(

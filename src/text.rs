@@ -171,14 +171,15 @@ fn is_dodge_separator(c: char) -> bool {
         )
 }
 
+const T2S_FIRST: u32 = 0x4e00;
+const T2S_LAST: u32 = 0x9fff;
+
 /// Traditional → simplified for the CJK Unified Ideographs block, one character at a time
 /// (so offsets map back 1:1), built once from OpenCC's t2s dictionaries.
-fn t2s(c: char) -> char {
+fn t2s_table() -> &'static [char] {
     static TABLE: std::sync::OnceLock<Vec<char>> = std::sync::OnceLock::new();
-    const FIRST: u32 = 0x4e00;
-    const LAST: u32 = 0x9fff;
-    let table = TABLE.get_or_init(|| {
-        let chars: Vec<char> = (FIRST..=LAST).filter_map(char::from_u32).collect();
+    TABLE.get_or_init(|| {
+        let chars: Vec<char> = (T2S_FIRST..=T2S_LAST).filter_map(char::from_u32).collect();
         let mut table = chars.clone();
         if let Ok(cc) =
             ferrous_opencc::OpenCC::from_config(ferrous_opencc::config::BuiltinConfig::T2s)
@@ -197,69 +198,106 @@ fn t2s(c: char) -> char {
             }
         }
         table
-    });
+    })
+}
+
+#[inline]
+fn t2s_with(table: &[char], c: char) -> char {
     let u = c as u32;
-    if (FIRST..=LAST).contains(&u) {
-        table[(u - FIRST) as usize]
+    if (T2S_FIRST..=T2S_LAST).contains(&u) {
+        table.get((u - T2S_FIRST) as usize).copied().unwrap_or(c)
     } else {
         c
     }
 }
 
-/// Pushes the matching form of one original character (NFKC, lower case, simplified,
-/// zero-width removed) as (original index, char) pairs.
-#[inline]
-fn push_normalized(i: u32, c: char, out: &mut Vec<(u32, char)>) {
-    if c.is_ascii() {
-        out.push((i, c.to_ascii_lowercase()));
-        return;
+/// Feeds normalised characters on, dropping short runs of dodge separators between two
+/// Chinese characters. One pass, no intermediate buffer: this is the hot path of matching.
+struct Stream<F: FnMut(u32, char)> {
+    emit: F,
+    t2s: &'static [char],
+    last_cjk: bool,
+    pending: [(u32, char); 3],
+    pending_len: usize,
+}
+
+impl<F: FnMut(u32, char)> Stream<F> {
+    #[inline]
+    fn feed(&mut self, i: u32, c: char) {
+        if is_dodge_separator(c) && (self.last_cjk || self.pending_len > 0) {
+            if self.pending_len < self.pending.len() {
+                self.pending[self.pending_len] = (i, c);
+                self.pending_len += 1;
+                return;
+            }
+            // A long run is layout, not a dodge: keep it.
+            self.flush();
+            (self.emit)(i, c);
+            self.last_cjk = false;
+            return;
+        }
+        let cjk = is_cjk(c);
+        if self.pending_len > 0 {
+            if cjk {
+                self.pending_len = 0;
+            } else {
+                self.flush();
+            }
+        }
+        (self.emit)(i, c);
+        self.last_cjk = cjk;
     }
-    if is_cjk(c) {
-        out.push((i, t2s(c)));
-        return;
+
+    fn flush(&mut self) {
+        for k in 0..self.pending_len {
+            let (i, c) = self.pending[k];
+            (self.emit)(i, c);
+        }
+        self.pending_len = 0;
     }
-    if is_zero_width(c) {
-        return;
-    }
-    for d in std::iter::once(c).nfkc() {
-        for l in d.to_lowercase() {
-            out.push((i, if is_cjk(l) { t2s(l) } else { l }));
+
+    /// The matching form of one original character: NFKC, lower case, simplified,
+    /// zero-width removed.
+    #[inline]
+    fn push(&mut self, i: u32, c: char) {
+        if c.is_ascii() {
+            self.feed(i, c.to_ascii_lowercase());
+        } else if is_cjk(c) {
+            self.feed(i, t2s_with(self.t2s, c));
+        } else if !is_zero_width(c) {
+            for d in std::iter::once(c).nfkc() {
+                for l in d.to_lowercase() {
+                    let l = if is_cjk(l) { t2s_with(self.t2s, l) } else { l };
+                    self.feed(i, l);
+                }
+            }
         }
     }
 }
 
-/// The matching form of `original` as characters with their original char index: NFKC per
-/// character (full-/half-width), lower case, traditional → simplified, zero-width characters
-/// removed, and short runs of separators between two Chinese characters dropped.
-fn normalized_chars(original: &str) -> Vec<(u32, char)> {
-    let mut raw = Vec::with_capacity(original.len());
+/// Runs the normaliser over `original`, calling `emit(original char index, char)`.
+fn normalize_with(original: &str, emit: impl FnMut(u32, char)) {
+    let mut st = Stream {
+        emit,
+        t2s: t2s_table(),
+        last_cjk: false,
+        pending: [(0, ' '); 3],
+        pending_len: 0,
+    };
     for (i, c) in original.chars().enumerate() {
-        push_normalized(i as u32, c, &mut raw);
+        st.push(i as u32, c);
     }
-    let mut out: Vec<(u32, char)> = Vec::with_capacity(raw.len());
-    let mut k = 0;
-    while k < raw.len() {
-        let c = raw[k].1;
-        if is_dodge_separator(c) && out.last().is_some_and(|&(_, p)| is_cjk(p)) {
-            let mut e = k;
-            while e < raw.len() && is_dodge_separator(raw[e].1) {
-                e += 1;
-            }
-            if e < raw.len() && e - k <= 3 && is_cjk(raw[e].1) {
-                k = e;
-                continue;
-            }
-        }
-        out.push(raw[k]);
-        k += 1;
-    }
-    out
+    st.flush();
 }
 
-/// The matching form of `s` (see [`normalized_chars`]). Keywords and rule terms go through
-/// the same function as item text, so both sides agree.
+/// The matching form of `s`: NFKC per character (full-/half-width), lower case, traditional
+/// → simplified, zero-width characters removed, and short runs of separators between two
+/// Chinese characters dropped. Keywords and rule terms go through the same function as item
+/// text, so both sides agree.
 pub fn normalize_for_match(s: &str) -> String {
-    normalized_chars(s).into_iter().map(|(_, c)| c).collect()
+    let mut out = String::with_capacity(s.len());
+    normalize_with(s, |_, c| out.push(c));
+    out
 }
 
 /// Normalised text plus the way back to the original's character offsets.
@@ -275,19 +313,24 @@ pub struct Normalized {
 
 impl Normalized {
     pub fn new(original: &str) -> Self {
-        let chars = normalized_chars(original);
-        let mut n = Normalized {
-            text: String::with_capacity(original.len()),
-            starts: Vec::with_capacity(chars.len()),
-            origin: Vec::with_capacity(chars.len()),
-            original_chars: original.chars().count() as u32,
-        };
-        for (i, c) in chars {
-            n.starts.push(n.text.len() as u32);
-            n.origin.push(i);
-            n.text.push(c);
+        let mut text = String::with_capacity(original.len());
+        let mut starts = Vec::with_capacity(original.len() / 2);
+        let mut origin = Vec::with_capacity(original.len() / 2);
+        let mut count = 0u32;
+        normalize_with(original, |i, c| {
+            starts.push(text.len() as u32);
+            origin.push(i);
+            text.push(c);
+        });
+        for _ in original.chars() {
+            count += 1;
         }
-        n
+        Normalized {
+            text,
+            starts,
+            origin,
+            original_chars: count,
+        }
     }
 
     /// Original char range covering normalised bytes `start..end` (an Aho-Corasick match).
@@ -315,18 +358,24 @@ impl Normalized {
     }
 }
 
-/// `count` chars either side of original chars `from..to`, with ellipses where cut.
+/// `count` chars either side of original chars `from..to`, with ellipses where cut. Walks
+/// only as far as the snippet's end: texts can be long and many departments may match.
 pub fn snippet(original: &str, from: usize, to: usize, count: usize) -> String {
-    let chars: Vec<char> = original.chars().collect();
     let start = from.saturating_sub(count);
-    let end = (to + count).min(chars.len());
+    let end = to.saturating_add(count);
     let mut s = String::new();
     if start > 0 {
         s.push('…');
     }
-    s.extend(&chars[start.min(end)..end]);
-    if end < chars.len() {
-        s.push('…');
+    for (k, c) in original.chars().enumerate() {
+        if k < start {
+            continue;
+        }
+        if k >= end {
+            s.push('…');
+            break;
+        }
+        s.push(c);
     }
     s
 }

@@ -158,10 +158,25 @@ pub struct Matcher {
     rule_set: String,
 }
 
-/// Occurrences of patterns in one item, by pattern id.
+/// Occurrences of patterns in one item, sorted by pattern id (few per item; a sorted Vec
+/// beats a map here).
 #[derive(Default)]
 struct Occurrences {
-    by_pattern: HashMap<u32, Vec<(Field, u32, u32)>>,
+    all: Vec<(u32, Field, u32, u32)>,
+}
+
+impl Occurrences {
+    fn of(&self, p: u32) -> impl Iterator<Item = (Field, u32, u32)> + '_ {
+        let from = self.all.partition_point(|o| o.0 < p);
+        self.all[from..]
+            .iter()
+            .take_while(move |o| o.0 == p)
+            .map(|o| (o.1, o.2, o.3))
+    }
+
+    fn has(&self, p: u32, scope: Option<Scope>) -> bool {
+        self.of(p).any(|(f, _, _)| allowed(f, scope))
+    }
 }
 
 struct Builder {
@@ -381,6 +396,16 @@ impl Matcher {
 
     /// Matches an item's fields against every department: one scan per field.
     pub fn match_subject(&self, s: &Subject<'_>) -> Outcome {
+        self.run(s, false)
+    }
+
+    /// Like [`Matcher::match_subject`], and says why rules whose terms were present did not
+    /// match (for try-rules; the daemon does not pay for it).
+    pub fn match_explained(&self, s: &Subject<'_>) -> Outcome {
+        self.run(s, true)
+    }
+
+    fn run(&self, s: &Subject<'_>, explain_misses: bool) -> Outcome {
         let Some(ac) = &self.ac else {
             return Outcome::default();
         };
@@ -397,63 +422,58 @@ impl Matcher {
             let norm = Normalized::new(original);
             for m in ac.find_overlapping_iter(&norm.text) {
                 let (start, end) = norm.original_range(m.start(), m.end());
-                occ.by_pattern
-                    .entry(m.pattern().as_usize() as u32)
-                    .or_default()
-                    .push((field, start as u32, end as u32));
+                occ.all.push((
+                    m.pattern().as_usize() as u32,
+                    field,
+                    start as u32,
+                    end as u32,
+                ));
             }
         }
+        if occ.all.is_empty() && self.always.is_empty() {
+            return Outcome::default();
+        }
+        occ.all.sort_unstable();
         let source_norm = crate::text::normalize_for_match(s.source);
 
-        // Per department: keyword hits, exclusion hits, matched rules.
-        #[derive(Default)]
-        struct Acc {
-            hits: Vec<Hit>,
-            excluded: Vec<Hit>,
-            rules: Vec<RuleMatch>,
-            misses: Vec<(String, String)>,
-        }
-        let mut per: BTreeMap<u32, Acc> = BTreeMap::new();
+        // Keyword and exclusion uses, as plain numbers: (department, exclusion?, word, occurrence).
+        let mut uses: Vec<(u32, bool, u32, u32)> = Vec::new();
         let mut candidates: Vec<(u32, u32)> = self.always.clone();
-        let mut pids: Vec<&u32> = occ.by_pattern.keys().collect();
-        pids.sort_unstable();
-        for &p in &pids {
-            let list = &occ.by_pattern[p];
-            for &(d, role) in &self.uses[*p as usize] {
-                let dept = &self.departments[d as usize];
-                let acc = per.entry(d).or_default();
-                for &(field, start, end) in list {
-                    // Keywords and exclusions look at title and text, as they always have.
-                    if field == Field::Author {
-                        continue;
-                    }
-                    let (word, into) = match role {
-                        Role::Keyword(k) => (&dept.keywords[k as usize], &mut acc.hits),
-                        Role::Exclude(k) => (&dept.exclude[k as usize], &mut acc.excluded),
+        let mut last = u32::MAX;
+        for (k, &(p, field, _, _)) in occ.all.iter().enumerate() {
+            if field != Field::Author {
+                for &(d, role) in &self.uses[p as usize] {
+                    let (excl, w) = match role {
+                        Role::Keyword(w) => (false, w),
+                        Role::Exclude(w) => (true, w),
                     };
-                    into.push(Hit {
-                        keyword: word.clone(),
-                        field,
-                        start: start as usize,
-                        end: end as usize,
-                    });
+                    uses.push((d, excl, w, k as u32));
                 }
             }
-            candidates.extend(self.rule_uses[*p as usize].iter().copied());
+            if p != last {
+                candidates.extend_from_slice(&self.rule_uses[p as usize]);
+                last = p;
+            }
         }
         candidates.sort_unstable();
         candidates.dedup();
+        // Matched rules and near misses, by department.
+        let mut rule_hits: Vec<(u32, RuleMatch)> = Vec::new();
+        let mut misses: Vec<(u32, String, String)> = Vec::new();
         for (d, r) in candidates {
             let rule = &self.departments[d as usize].rules[r as usize];
             if eval(&rule.expr, &occ, None, &source_norm) {
                 let mut terms = Vec::new();
                 collect_terms(&rule.expr, &occ, None, false, &mut terms);
-                per.entry(d).or_default().rules.push(RuleMatch {
-                    id: rule.id.clone(),
-                    weight: rule.weight,
-                    terms,
-                });
-            } else if !rule.matches_empty {
+                rule_hits.push((
+                    d,
+                    RuleMatch {
+                        id: rule.id.clone(),
+                        weight: rule.weight,
+                        terms,
+                    },
+                ));
+            } else if explain_misses && !rule.matches_empty {
                 let mut why = Vec::new();
                 explain(&rule.expr, &occ, None, &source_norm, &mut why);
                 let note = if why.is_empty() {
@@ -461,28 +481,56 @@ impl Matcher {
                 } else {
                     why.join("; ")
                 };
-                per.entry(d)
-                    .or_default()
-                    .misses
-                    .push((rule.id.clone(), note));
+                misses.push((d, rule.id.clone(), note));
             }
         }
+        uses.sort_unstable();
+        let mut depts: Vec<u32> = uses
+            .iter()
+            .map(|u| u.0)
+            .chain(rule_hits.iter().map(|r| r.0))
+            .collect();
+        depts.sort_unstable();
+        depts.dedup();
 
         let mut out = Outcome::default();
-        for (d, acc) in per {
+        for (d, rule, note) in misses {
+            out.near_misses
+                .push((self.departments[d as usize].id.clone(), rule, note));
+        }
+        for d in depts {
             let dept = &self.departments[d as usize];
-            for (rule, note) in acc.misses {
-                out.near_misses.push((dept.id.clone(), rule, note));
-            }
-            if acc.hits.is_empty() && acc.rules.is_empty() {
+            let from = uses.partition_point(|u| u.0 < d);
+            let mine = uses[from..].iter().take_while(|u| u.0 == d);
+            let hit = |&(_, excl, w, k): &(u32, bool, u32, u32)| {
+                let (_, field, start, end) = occ.all[k as usize];
+                Hit {
+                    keyword: if excl {
+                        dept.exclude[w as usize].clone()
+                    } else {
+                        dept.keywords[w as usize].clone()
+                    },
+                    field,
+                    start: start as usize,
+                    end: end as usize,
+                }
+            };
+            let excluded: Vec<Hit> = mine.clone().filter(|u| u.1).map(hit).collect();
+            let keyword_hits: Vec<Hit> = mine.filter(|u| !u.1).map(hit).collect();
+            let rules: Vec<RuleMatch> = rule_hits
+                .iter()
+                .filter(|(rd, _)| *rd == d)
+                .map(|(_, r)| r.clone())
+                .collect();
+            if keyword_hits.is_empty() && rules.is_empty() {
                 continue;
             }
-            if !acc.excluded.is_empty() {
-                out.vetoed.push((dept.id.clone(), acc.excluded));
+            if !excluded.is_empty() {
+                out.vetoed.push((dept.id.clone(), excluded));
                 continue;
             }
-            let mut hits = acc.hits;
-            for r in &acc.rules {
+            let mut hits = keyword_hits;
+            for r in &rules {
                 for t in &r.terms {
                     if !hits.contains(t) {
                         hits.push(t.clone());
@@ -505,7 +553,7 @@ impl Matcher {
             out.matched.push(DepartmentMatch {
                 department: dept.id.clone(),
                 hits,
-                rules: acc.rules,
+                rules,
                 snippet,
             });
         }
@@ -528,9 +576,7 @@ fn spans(e: &CExpr, occ: &Occurrences, scope: Option<Scope>, out: &mut Vec<(Fiel
     match e {
         CExpr::Terms(ts) => {
             for (p, _, _) in ts {
-                if let Some(v) = occ.by_pattern.get(p) {
-                    out.extend(v.iter().filter(|(f, _, _)| allowed(*f, scope)).copied());
-                }
+                out.extend(occ.of(*p).filter(|(f, _, _)| allowed(*f, scope)));
             }
         }
         CExpr::Not(_) => {}
@@ -575,11 +621,7 @@ fn eval(e: &CExpr, occ: &Occurrences, scope: Option<Scope>, source: &str) -> boo
             if scope == Some(Scope::Source) {
                 return ts.iter().any(|(_, _, norm)| norm == source);
             }
-            ts.iter().any(|(p, _, _)| {
-                occ.by_pattern
-                    .get(p)
-                    .is_some_and(|v| v.iter().any(|(f, _, _)| allowed(*f, scope)))
-            })
+            ts.iter().any(|(p, _, _)| occ.has(*p, scope))
         }
         CExpr::Not(x) => !eval(x, occ, scope, source),
         CExpr::And(xs) => xs.iter().all(|x| eval(x, occ, scope, source)),
@@ -616,7 +658,7 @@ fn collect_terms(
                 return;
             }
             for (p, written, _) in ts {
-                for &(field, start, end) in occ.by_pattern.get(p).into_iter().flatten() {
+                for (field, start, end) in occ.of(*p) {
                     if allowed(field, scope) {
                         let h = Hit {
                             keyword: written.clone(),

@@ -91,7 +91,7 @@ fn boolean_rules_with_evasive_spellings() {
     assert_eq!(words, vec!["城管", "冲突"]);
     // Offsets are in the original text: 城-管 spans three characters.
     assert_eq!((r.terms[0].start, r.terms[0].end), (2, 5));
-    let vetoed = m.match_subject(&subject("城管执法演习中发生冲突", ""));
+    let vetoed = m.match_explained(&subject("城管执法演习中发生冲突", ""));
     assert!(vetoed.matched.is_empty());
     assert!(
         vetoed.near_misses[0].2.contains("vetoed by NOT (演习)"),
@@ -112,7 +112,7 @@ fn near_counts_characters_and_onear_keeps_order() {
     let ids: Vec<&str> = out.matched.iter().map(|d| d.department.as_str()).collect();
     assert_eq!(ids, vec!["near"], "ONEAR wants 打人 first");
     // Four characters apart: a near miss, explained.
-    let far = m.match_subject(&subject("城管在大街上打人", ""));
+    let far = m.match_explained(&subject("城管在大街上打人", ""));
     assert!(far.matched.is_empty());
     assert!(
         far.near_misses
