@@ -78,33 +78,10 @@ async fn from_api(
     since: DateTime<Utc>,
     item_id: Option<&str>,
 ) -> Result<Data, String> {
-    let mut addr = cfg.daemon.listen;
-    if addr.ip().is_unspecified() {
-        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-    }
-    let base = format!("http://{addr}");
-    let token = cfg.daemon.api_token.read()?;
-    crate::fetch::install_crypto_provider();
-    let client = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(60))
-        .build()
-        .map_err(|e| e.to_string())?;
+    let api = crate::api::ApiClient::for_config(cfg, None)?;
     let get = |path: String| {
-        let mut req = client.get(format!("{base}{path}"));
-        if let Some(t) = &token {
-            req = req.bearer_auth(t);
-        }
-        async move {
-            let resp = req
-                .send()
-                .await
-                .map_err(|e| crate::fetch::error_chain(&e))?;
-            if !resp.status().is_success() {
-                return Err(format!("HTTP {}", resp.status()));
-            }
-            let body = resp.bytes().await.map_err(|e| e.to_string())?;
-            serde_json::from_slice::<Value>(&body).map_err(|e| e.to_string())
-        }
+        let api = &api;
+        async move { api.get(&path).await }
     };
     let since_s = crate::alert::rfc3339(since);
     let items_path = match item_id {

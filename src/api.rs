@@ -309,3 +309,57 @@ async fn retry_dead(State(shared): State<Arc<Shared>>, Path(seq): Path<u64>) -> 
         Err(r) => r,
     }
 }
+
+/// A client of this API, for the commands that ask a running daemon (`status`, and
+/// `try-rules`/`backtest` while the daemon holds the store).
+pub struct ApiClient {
+    base: String,
+    token: Option<String>,
+    client: reqwest::Client,
+}
+
+impl ApiClient {
+    /// The daemon at `daemon.listen` (0.0.0.0 asked on loopback), with its token if any.
+    pub fn for_config(cfg: &crate::config::Config, base: Option<String>) -> Result<Self, String> {
+        let base = base.unwrap_or_else(|| {
+            let mut addr = cfg.daemon.listen;
+            if addr.ip().is_unspecified() {
+                addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            format!("http://{addr}")
+        });
+        let token = cfg.daemon.api_token.read()?;
+        crate::fetch::install_crypto_provider();
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(60))
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(ApiClient {
+            base,
+            token,
+            client,
+        })
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// GETs `path` and parses the JSON answer; any non-2xx is an error with its body.
+    pub async fn get(&self, path: &str) -> Result<serde_json::Value, String> {
+        let mut req = self.client.get(format!("{}{path}", self.base));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| crate::fetch::error_chain(&e))?;
+        let status = resp.status();
+        let body = resp.bytes().await.map_err(|e| e.to_string())?;
+        if !status.is_success() {
+            return Err(format!("HTTP {status}: {}", String::from_utf8_lossy(&body)));
+        }
+        serde_json::from_slice(&body).map_err(|e| e.to_string())
+    }
+}

@@ -413,49 +413,15 @@ async fn backtest(
 }
 
 async fn status(cfg: Config, api: Option<String>) -> ExitCode {
-    let base = api.unwrap_or_else(|| {
-        let mut addr = cfg.daemon.listen;
-        if addr.ip().is_unspecified() {
-            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-        }
-        format!("http://{addr}")
-    });
-    let token = match cfg.daemon.api_token.read() {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    tingfeng::fetch::install_crypto_provider();
-    let client = match reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(10))
-        .build()
-    {
+    let client = match tingfeng::api::ApiClient::for_config(&cfg, api) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(1);
         }
     };
-    let get = |path: &str| {
-        let mut req = client.get(format!("{base}{path}"));
-        if let Some(t) = &token {
-            req = req.bearer_auth(t);
-        }
-        async move {
-            let resp = req
-                .send()
-                .await
-                .map_err(|e| tingfeng::fetch::error_chain(&e))?;
-            let status = resp.status();
-            let body = resp.text().await.map_err(|e| e.to_string())?;
-            if !status.is_success() {
-                return Err(format!("HTTP {status}: {body}"));
-            }
-            serde_json::from_str::<serde_json::Value>(&body).map_err(|e| e.to_string())
-        }
-    };
+    let base = client.base().to_string();
+    let get = |path: &'static str| client.get(path);
     let (sources, outbox, alerts) = match (
         get("/api/v1/sources").await,
         get("/api/v1/outbox").await,

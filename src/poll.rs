@@ -105,6 +105,27 @@ fn task_failed(e: tokio::task::JoinError) -> PollError {
     PollError::Task(e.to_string())
 }
 
+/// The ids among `items` the store has never seen (those get detail pages or full text).
+async fn unseen_ids(
+    engine: &Engine,
+    items: &[Item],
+) -> Result<std::collections::HashSet<String>, PollError> {
+    let store = engine.store.clone();
+    let ids: Vec<String> = items.iter().map(|i| i.id.clone()).collect();
+    let unseen = tokio::task::spawn_blocking(move || {
+        let mut out = std::collections::HashSet::new();
+        for id in ids {
+            if store.seen(&id)?.is_none() {
+                out.insert(id);
+            }
+        }
+        Ok::<_, StoreError>(out)
+    })
+    .await
+    .map_err(task_failed)??;
+    Ok(unseen)
+}
+
 /// Keeps the identities of everything last listed alive after a 304, or a page unchanged for
 /// longer than the retention would re-alert its old items.
 async fn touch_current(engine: &Engine, state: &SourceState) -> Result<(), PollError> {
@@ -432,19 +453,7 @@ async fn poll_html(
 
     // New entries get their detail page before matching, so body-only keywords count.
     if spec.detail.is_some() {
-        let store = engine.store.clone();
-        let ids: Vec<String> = items.iter().map(|i| i.id.clone()).collect();
-        let unseen: std::collections::HashSet<String> = tokio::task::spawn_blocking(move || {
-            let mut out = std::collections::HashSet::new();
-            for id in ids {
-                if store.seen(&id)?.is_none() {
-                    out.insert(id);
-                }
-            }
-            Ok::<_, StoreError>(out)
-        })
-        .await
-        .map_err(task_failed)??;
+        let unseen = unseen_ids(engine, &items).await?;
         let mut fetched = 0;
         for item in items.iter_mut().filter(|i| unseen.contains(&i.id)) {
             let Some(url) = item.url.clone() else {
@@ -753,19 +762,7 @@ async fn poll_json(
     }
     // Full text of new long posts, once each (known items are never fetched again).
     if spec.spec.preset == Some(crate::source::json::Preset::Weibo) && !long_text.is_empty() {
-        let store = engine.store.clone();
-        let ids: Vec<String> = items.iter().map(|i| i.id.clone()).collect();
-        let unseen: std::collections::HashSet<String> = tokio::task::spawn_blocking(move || {
-            let mut out = std::collections::HashSet::new();
-            for id in ids {
-                if store.seen(&id)?.is_none() {
-                    out.insert(id);
-                }
-            }
-            Ok::<_, StoreError>(out)
-        })
-        .await
-        .map_err(task_failed)??;
+        let unseen = unseen_ids(engine, &items).await?;
         for item in items.iter_mut().filter(|i| unseen.contains(&i.id)) {
             let Some(guid) = item
                 .identity

@@ -367,25 +367,10 @@ impl Store {
             last_seen: now,
             duplicate_of: None,
         });
-        // Sequence numbers are taken outside the transaction (a retried transaction may leave
-        // gaps, which is harmless: only the order matters).
         let mut prepared = Vec::with_capacity(alerts.len());
         for a in alerts {
-            let seq = self.db.generate_id()?;
-            let mut key = destination_of(&a.url).to_vec();
-            key.extend_from_slice(&seq.to_be_bytes());
-            let entry = OutboxEntry {
-                alert_id: a.id.clone(),
-                channel: a.channel.clone(),
-                department: a.department.clone(),
-                url: a.url.clone(),
-                body: a.body.clone(),
-                created: now,
-                attempts: 0,
-                next_attempt: now,
-                last_error: None,
-            };
-            prepared.push((a, key, to_json(&entry)));
+            let (key, entry) = self.new_outbox_entry(a, now)?;
+            prepared.push((a, key, entry));
         }
         let time_key = |id: &str| {
             let mut k = (now.timestamp_millis().max(0) as u64)
@@ -439,13 +424,18 @@ impl Store {
         }
     }
 
-    /// Queues an alert that belongs to no item (source health for operators): recorded and
-    /// queued atomically, once per id.
-    pub fn enqueue(&self, a: &NewAlert, now: DateTime<Utc>) -> Result<bool, StoreError> {
+    /// The outbox key (destination ++ sequence) and serialised entry for a new alert.
+    /// Sequence numbers are taken outside transactions: a retried transaction may leave gaps,
+    /// which is harmless, only the order matters.
+    fn new_outbox_entry(
+        &self,
+        a: &NewAlert,
+        now: DateTime<Utc>,
+    ) -> Result<(Vec<u8>, Vec<u8>), StoreError> {
         let seq = self.db.generate_id()?;
         let mut key = destination_of(&a.url).to_vec();
         key.extend_from_slice(&seq.to_be_bytes());
-        let entry = to_json(&OutboxEntry {
+        let entry = OutboxEntry {
             alert_id: a.id.clone(),
             channel: a.channel.clone(),
             department: a.department.clone(),
@@ -455,7 +445,14 @@ impl Store {
             attempts: 0,
             next_attempt: now,
             last_error: None,
-        });
+        };
+        Ok((key, to_json(&entry)))
+    }
+
+    /// Queues an alert that belongs to no item (source health for operators): recorded and
+    /// queued atomically, once per id.
+    pub fn enqueue(&self, a: &NewAlert, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let (key, entry) = self.new_outbox_entry(a, now)?;
         let mut tk = (now.timestamp_millis().max(0) as u64)
             .to_be_bytes()
             .to_vec();

@@ -980,34 +980,14 @@ impl Validator {
                 path: KeyPath::root().key("source").index(i),
                 label: raw.id.as_deref(),
             };
-            let id = match raw.id.as_deref().map(str::trim) {
-                None | Some("") => {
-                    self.issue(
-                        &at,
-                        Some("id"),
-                        "is missing: every source needs a unique, stable id",
-                    );
-                    None
-                }
-                Some(id) if !valid_id(id) => {
-                    self.issue(
-                        &at,
-                        Some("id"),
-                        format!("{id:?} may hold only letters, digits, '-', '_' and '.'"),
-                    );
-                    None
-                }
-                Some(id) => {
-                    if let Some(first) = seen.insert(id.to_string(), i) {
-                        self.issue(
-                            &at,
-                            Some("id"),
-                            format!("{id:?} is already used by source[{first}]"),
-                        );
-                    }
-                    Some(id.to_string())
-                }
-            };
+            let id = self.element_id(
+                &at,
+                raw.id.as_deref(),
+                i,
+                &mut seen,
+                "source",
+                "is missing: every source needs a unique, stable id",
+            );
             let kind = match raw.kind.as_deref() {
                 Some("feed") => Some(SourceKind::Feed),
                 Some("html") => Some(SourceKind::Html),
@@ -1158,6 +1138,42 @@ impl Validator {
             }
         }
         out
+    }
+
+    /// Checks an element's `id`: present, well-formed, unique among its kind.
+    fn element_id(
+        &mut self,
+        at: &At<'_>,
+        raw: Option<&str>,
+        index: usize,
+        seen: &mut BTreeMap<String, usize>,
+        kind: &str,
+        missing: &str,
+    ) -> Option<String> {
+        match raw.map(str::trim) {
+            None | Some("") => {
+                self.issue(at, Some("id"), missing);
+                None
+            }
+            Some(id) if !valid_id(id) => {
+                self.issue(
+                    at,
+                    Some("id"),
+                    format!("{id:?} may hold only letters, digits, '-', '_' and '.'"),
+                );
+                None
+            }
+            Some(id) => {
+                if let Some(first) = seen.insert(id.to_string(), index) {
+                    self.issue(
+                        at,
+                        Some("id"),
+                        format!("{id:?} is already used by {kind}[{first}]"),
+                    );
+                }
+                Some(id.to_string())
+            }
+        }
     }
 
     /// Compiles a json source's JSONPaths (a preset overridden key by key by `select`).
@@ -1595,30 +1611,14 @@ impl Validator {
                 path: KeyPath::root().key("department").index(i),
                 label: raw.id.as_deref(),
             };
-            let id = match raw.id.as_deref().map(str::trim) {
-                None | Some("") => {
-                    self.issue(&at, Some("id"), "is missing");
-                    None
-                }
-                Some(id) if !valid_id(id) => {
-                    self.issue(
-                        &at,
-                        Some("id"),
-                        format!("{id:?} may hold only letters, digits, '-', '_' and '.'"),
-                    );
-                    None
-                }
-                Some(id) => {
-                    if let Some(first) = seen.insert(id.to_string(), i) {
-                        self.issue(
-                            &at,
-                            Some("id"),
-                            format!("{id:?} is already used by department[{first}]"),
-                        );
-                    }
-                    Some(id.to_string())
-                }
-            };
+            let id = self.element_id(
+                &at,
+                raw.id.as_deref(),
+                i,
+                &mut seen,
+                "department",
+                "is missing",
+            );
             let name = raw.name.clone().filter(|n| !n.trim().is_empty());
             if name.is_none() {
                 self.issue(
