@@ -5,7 +5,7 @@
 use crate::config::Config;
 use crate::fetch::Fetcher;
 use crate::metrics::Metrics;
-use crate::poll::Engine;
+use crate::poll::{Engine, EngineCell};
 use crate::robots::Robots;
 use crate::rules::Matcher;
 use crate::schedule::run_source;
@@ -15,7 +15,7 @@ use crate::webhook::Delivery;
 use chrono::Utc;
 use sd_notify::NotifyState;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 use tracing::{error, info, warn};
@@ -59,7 +59,7 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     pub delivery: Arc<Delivery>,
     /// The engine of the config now in force (replaced on reload).
-    pub engine: RwLock<Arc<Engine>>,
+    pub engine: Arc<EngineCell>,
     pub config_path: PathBuf,
     pub started: Instant,
     /// Why the last reload was refused, until a reload succeeds.
@@ -73,17 +73,35 @@ pub struct Shared {
 
 impl Shared {
     pub fn engine(&self) -> Arc<Engine> {
-        self.engine
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.engine.current()
     }
 }
 
-/// The source tasks of one loaded config.
+/// The running source tasks, each with its stop trigger and the configuration it was started
+/// with (to tell, on reload, which sources changed).
 struct Generation {
+    tasks: std::collections::HashMap<String, SourceTask>,
+}
+
+struct SourceTask {
     trigger: Trigger,
-    tasks: JoinSet<()>,
+    handle: tokio::task::JoinHandle<()>,
+    fingerprint: String,
+}
+
+fn fingerprint(s: &crate::config::Source) -> String {
+    format!("{s:?}")
+}
+
+fn spawn_source(cell: &Arc<EngineCell>, s: crate::config::Source) -> SourceTask {
+    let (trigger, shutdown) = shutdown::channel();
+    let fingerprint = fingerprint(&s);
+    let handle = tokio::spawn(run_source(cell.clone(), s, shutdown));
+    SourceTask {
+        trigger,
+        handle,
+        fingerprint,
+    }
 }
 
 fn notify(states: &[NotifyState<'_>]) {
@@ -222,27 +240,46 @@ impl Signals {
     }
 }
 
-fn start_generation(engine: &Arc<Engine>) -> Generation {
-    let (trigger, shutdown) = shutdown::channel();
-    let mut tasks = JoinSet::new();
-    for s in engine.config.sources.iter().cloned() {
-        tasks.spawn(run_source(engine.clone(), s, shutdown.clone()));
-    }
-    Generation { trigger, tasks }
+fn start_generation(cell: &Arc<EngineCell>) -> Generation {
+    let engine = cell.current();
+    let tasks = engine
+        .config
+        .sources
+        .iter()
+        .cloned()
+        .map(|s| (s.id.clone(), spawn_source(cell, s)))
+        .collect();
+    Generation { tasks }
 }
 
-/// Stops a generation's source tasks: no new polls, in-flight ones get `grace`.
-async fn stop_generation(mut g: Generation, grace: Duration) {
-    g.trigger.fire();
-    let drained = tokio::time::timeout(grace, async {
-        while g.tasks.join_next().await.is_some() {}
-    })
-    .await;
-    if drained.is_err() {
-        warn!(grace = %humantime::format_duration(grace), remaining = g.tasks.len(), "polls still running after the grace period; abandoning them");
-        g.tasks.abort_all();
-        while g.tasks.join_next().await.is_some() {}
+/// Stops source tasks: no new polls; in-flight ones get `grace`, then are abandoned.
+async fn stop_tasks(tasks: Vec<SourceTask>, grace: Duration) {
+    for t in &tasks {
+        t.trigger.fire();
     }
+    let mut set = JoinSet::new();
+    let mut handles = Vec::new();
+    for t in tasks {
+        let abort = t.handle.abort_handle();
+        handles.push(abort);
+        set.spawn(async move {
+            let _ = t.handle.await;
+        });
+    }
+    let drained =
+        tokio::time::timeout(grace, async { while set.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        warn!(grace = %humantime::format_duration(grace), remaining = set.len(), "polls still running after the grace period; abandoning them");
+        for h in handles {
+            h.abort();
+        }
+        set.abort_all();
+        while set.join_next().await.is_some() {}
+    }
+}
+
+async fn stop_generation(g: Generation, grace: Duration) {
+    stop_tasks(g.tasks.into_values().collect(), grace).await;
 }
 
 fn build_engine(
@@ -328,7 +365,7 @@ async fn run_with_store(
         store: store.clone(),
         metrics: metrics.clone(),
         delivery: delivery.clone(),
-        engine: RwLock::new(engine.clone()),
+        engine: Arc::new(EngineCell::new(engine.clone())),
         config_path,
         started: Instant::now(),
         reload_error: Mutex::new(None),
@@ -337,7 +374,7 @@ async fn run_with_store(
         recovering,
     });
     let api = crate::api::serve(listen, shared.clone(), shutdown.clone()).await?;
-    let mut generation = start_generation(&engine);
+    let mut generation = start_generation(&shared.engine);
     let pruner = tokio::spawn(prune_loop(store.clone(), retention, shutdown.clone()));
     let status = tokio::spawn(status_loop(shared.clone(), shutdown.clone()));
     // The progress check runs always (it feeds /readyz); it pings systemd's watchdog when
@@ -435,16 +472,51 @@ async fn reload(shared: &Arc<Shared>, current: Generation, grace: Duration) -> G
             current
         }
         Ok(engine) => {
-            let before: std::collections::BTreeSet<String> =
-                old.config.sources.iter().map(|s| s.id.clone()).collect();
-            let after: std::collections::BTreeSet<String> =
-                engine.config.sources.iter().map(|s| s.id.clone()).collect();
-            stop_generation(current, grace).await;
+            let mut current = current;
+            let wanted: std::collections::HashMap<String, crate::config::Source> = engine
+                .config
+                .sources
+                .iter()
+                .map(|s| (s.id.clone(), s.clone()))
+                .collect();
+            // Sources removed or changed stop; unchanged ones keep running (and their timers)
+            // and pick up the new rules and limits at their next poll.
+            let mut stopping = Vec::new();
+            let ids: Vec<String> = current.tasks.keys().cloned().collect();
+            let (mut removed, mut changed): (usize, usize) = (0, 0);
+            for id in ids {
+                let keep = wanted.get(&id).is_some_and(|s| {
+                    current
+                        .tasks
+                        .get(&id)
+                        .is_some_and(|t| t.fingerprint == fingerprint(s))
+                });
+                if !keep {
+                    if wanted.contains_key(&id) {
+                        changed += 1;
+                    } else {
+                        removed += 1;
+                    }
+                    if let Some(t) = current.tasks.remove(&id) {
+                        stopping.push(t);
+                    }
+                }
+            }
+            shared.engine.replace(engine.clone());
+            stop_tasks(stopping, grace).await;
             // Polls aborted between commit and wake-up leave alerts queued: wake every queue.
             if let Err(e) = shared.delivery.resume().await {
                 warn!(error = %e, "cannot rescan the outbox after reload");
             }
-            *shared.engine.write().unwrap_or_else(|p| p.into_inner()) = engine.clone();
+            let mut added: usize = 0;
+            for s in &engine.config.sources {
+                if !current.tasks.contains_key(&s.id) {
+                    added += 1;
+                    current
+                        .tasks
+                        .insert(s.id.clone(), spawn_source(&shared.engine, s.clone()));
+                }
+            }
             *shared
                 .reload_error
                 .lock()
@@ -457,14 +529,16 @@ async fn reload(shared: &Arc<Shared>, current: Generation, grace: Duration) -> G
                 })
                 .inc();
             info!(
-                sources = after.len(),
-                added = after.difference(&before).count(),
-                removed = before.difference(&after).count(),
+                sources = engine.config.sources.len(),
+                added = added.saturating_sub(changed),
+                removed,
+                changed,
                 departments = engine.config.departments.len(),
                 keywords = engine.config.keyword_count(),
+                rule_set = engine.matcher.rule_set(),
                 "configuration reloaded"
             );
-            start_generation(&engine)
+            current
         }
     }
 }

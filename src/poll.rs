@@ -28,6 +28,24 @@ pub struct Engine {
     pub in_flight: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
 
+/// The engine of the configuration in force. Source tasks read it at every poll, so a reload
+/// swaps rules and limits under sources that did not change without restarting them.
+pub struct EngineCell(std::sync::RwLock<Arc<Engine>>);
+
+impl EngineCell {
+    pub fn new(engine: Arc<Engine>) -> Self {
+        EngineCell(std::sync::RwLock::new(engine))
+    }
+
+    pub fn current(&self) -> Arc<Engine> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn replace(&self, engine: Arc<Engine>) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = engine;
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PollError {
     #[error("fetch failed: {0}")]

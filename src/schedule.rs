@@ -4,7 +4,7 @@
 
 use crate::config::Source;
 use crate::fetch::FetchError;
-use crate::poll::{poll, Engine, PollError, PollSummary};
+use crate::poll::{poll, Engine, EngineCell, PollError, PollSummary};
 use crate::shutdown::Shutdown;
 use crate::store::SourceState;
 use chrono::{DateTime, Utc};
@@ -85,8 +85,9 @@ async fn raise_ops(engine: &Engine, source: &Source, alert: crate::store::NewAle
 }
 
 /// The life of one source: wait, poll, record health, repeat until shutdown.
-pub async fn run_source(engine: Arc<Engine>, source: Source, mut shutdown: Shutdown) {
+pub async fn run_source(cell: Arc<EngineCell>, source: Source, mut shutdown: Shutdown) {
     let load = {
+        let engine = cell.current();
         let store = engine.store.clone();
         let id = source.id.clone();
         tokio::task::spawn_blocking(move || store.source_state(&id)).await
@@ -108,6 +109,8 @@ pub async fn run_source(engine: Arc<Engine>, source: Source, mut shutdown: Shutd
         return;
     }
     loop {
+        // The engine in force now: a reload may have replaced rules and limits.
+        let engine = cell.current();
         let started = Utc::now();
         let clock = std::time::Instant::now();
         engine

@@ -560,3 +560,71 @@ fn the_unit_file_verifies_and_scores_well() {
         .unwrap_or_else(|| panic!("no score in: {text}"));
     assert!(score <= 2.0, "exposure {score}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_gives_unchanged_sources_the_new_rules() {
+    init();
+    let server = FeedServer::start().await;
+    let receiver = Receiver::start().await;
+    server.set(
+        "/a.xml",
+        Route::feed(
+            fixture("bison_ruanyifeng_atom_snapshot0.xml"),
+            "application/atom+xml",
+        ),
+    );
+    let ws = Workspace::new();
+    let port = free_port();
+    let cfg = ws.config_path();
+    let source = format!(
+        "[[source]]\nid = \"a\"\nkind = \"feed\"\nurl = \"{}\"\n",
+        server.url("/a.xml")
+    );
+    let first = config_with(port, &source, &receiver.url(), &ws.data_dir());
+    std::fs::write(&cfg, &first).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .env(SECRET_ENV, SECRET)
+        .env(TOKEN_ENV, TOKEN)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id().to_string();
+    assert!(wait_for(WAIT, || receiver.acked().len() >= 2).await);
+    // Same source, new keywords: the running source task must match with the new rules.
+    std::fs::write(
+        &cfg,
+        first.replace(
+            r#"keywords = ["周刊", "CSS"]"#,
+            r#"keywords = ["正确态度"]"#,
+        ),
+    )
+    .unwrap();
+    Command::new("kill").args(["-HUP", &pid]).status().unwrap();
+    // Wait until the daemon has taken the new config (counted in its metrics).
+    let start = std::time::Instant::now();
+    loop {
+        let (_, m) = api_get(port, "/metrics", Some(TOKEN)).await;
+        if m.contains("tingfeng_config_reloads_total{result=\"ok\"} 1") {
+            break;
+        }
+        assert!(start.elapsed() < WAIT, "reload not seen: {m}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.set(
+        "/a.xml",
+        Route::feed(
+            fixture("bison_ruanyifeng_atom_snapshot1.xml"),
+            "application/atom+xml",
+        ),
+    );
+    assert!(wait_for(WAIT, || receiver.acked().len() >= 3).await);
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    let got = receiver.acked();
+    assert_eq!(got.len(), 3);
+    assert_eq!(got[2].json()["matched"], serde_json::json!(["正确态度"]));
+}
