@@ -320,9 +320,6 @@ async fn run_with_store(
         metrics.clone(),
         shutdown.clone(),
     )?;
-    if cfg.webhook.secret.is_set() && !delivery.is_signing() {
-        warn!("webhook secret is not set in the environment: alerts are sent UNSIGNED");
-    }
     let api_token = cfg.daemon.api_token.read().map_err(DaemonError::Secret)?;
     // Fail closed: a configured token that is missing must not leave the API open.
     if api_token.is_none()

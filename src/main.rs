@@ -154,7 +154,10 @@ fn init_logging(format: LogFormat) {
                     .with_ansi(false),
             ))
             .init(),
-        LogFormat::Text => builder.init(),
+        // Colours only for a person at a terminal, never into files or pipes.
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
     }
 }
 
