@@ -499,6 +499,11 @@ async fn reload(shared: &Arc<Shared>, current: Generation, grace: Duration) -> G
                     }
                 }
             }
+            // Changed sources stop before the new engine is visible: none starts a poll
+            // with its old settings under the new rules.
+            for t in &stopping {
+                t.trigger.fire();
+            }
             shared.engine.replace(engine.clone());
             stop_tasks(stopping, grace).await;
             // Polls aborted between commit and wake-up leave alerts queued: wake every queue.
@@ -605,9 +610,12 @@ pub async fn progress_problem(shared: &Shared) -> Option<String> {
             .source(&id)
             .map(|s| (s.timeout * 10).max(Duration::from_secs(300)))
             .unwrap_or(Duration::from_secs(300));
-        if d > limit {
+        // A long poll that still fetches (a search over many keywords) is progress.
+        let fetching =
+            crate::fetch::since_last_fetch().is_some_and(|t| t < Duration::from_secs(300));
+        if d > limit && !fetching {
             return Some(format!(
-                "poll of {id} has run for {}",
+                "poll of {id} has run for {} and nothing was fetched for 5 minutes",
                 humantime::format_duration(Duration::from_secs(d.as_secs()))
             ));
         }

@@ -13,6 +13,20 @@ use tokio::sync::Semaphore;
 
 type DirectLimiter = governor::DefaultDirectRateLimiter;
 
+/// Unix ms when any fetch last finished (success or failure): the watchdog's sign that
+/// polling makes progress even while a long poll (many keywords, many pages) runs.
+static LAST_FETCH_DONE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Time since any fetch last finished, if one ever has.
+pub fn since_last_fetch() -> Option<Duration> {
+    let last = LAST_FETCH_DONE.load(std::sync::atomic::Ordering::Relaxed);
+    if last == 0 {
+        return None;
+    }
+    let now = chrono::Utc::now().timestamp_millis().max(0) as u64;
+    Some(Duration::from_millis(now.saturating_sub(last)))
+}
+
 /// Validators from the previous successful fetch.
 #[derive(Debug, Clone, Default)]
 pub struct Conditional {
@@ -193,10 +207,15 @@ impl Fetcher {
             .await
             .map_err(|_| FetchError::Request("shutting down".into()))?;
         let deadline = source.timeout;
-        match tokio::time::timeout(deadline, self.request(source, url, cond)).await {
+        let r = match tokio::time::timeout(deadline, self.request(source, url, cond)).await {
             Ok(r) => r,
             Err(_) => Err(FetchError::Timeout { after: deadline }),
-        }
+        };
+        LAST_FETCH_DONE.store(
+            chrono::Utc::now().timestamp_millis().max(0) as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        r
     }
 
     async fn request(

@@ -516,7 +516,20 @@ async fn try_source(cfg: Config, id: String, json: bool) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let fetched = match fetcher.fetch(&source, &Conditional::default()).await {
+    // A search source is tried with its first keyword.
+    let first_url = match &source.json {
+        Some(spec) if spec.url_template.is_some() => {
+            tingfeng::poll::search_urls(&source, spec, &cfg)
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| source.url.to_string())
+        }
+        _ => source.url.to_string(),
+    };
+    let fetched = match fetcher
+        .fetch_url(&source, &first_url, &Conditional::default())
+        .await
+    {
         Ok(FetchOutcome::Body(f)) => f,
         Ok(FetchOutcome::NotModified) => {
             eprintln!("error: the server answered 304 to an unconditional request");

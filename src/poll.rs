@@ -676,7 +676,8 @@ async fn read_json_page(
 async fn weibo_long_text(engine: &Engine, source: &Source, id: &str) -> Option<String> {
     let mut url = source.url.clone();
     url.set_path("/statuses/extend");
-    url.set_query(Some(&format!("id={id}")));
+    url.set_query(None);
+    url.query_pairs_mut().append_pair("id", id);
     let f = match engine
         .fetcher
         .fetch_url(source, url.as_str(), &Conditional::default())
@@ -704,6 +705,8 @@ async fn poll_json(
     let mut items: Vec<Item> = Vec::new();
     let mut long_text: std::collections::HashSet<String> = Default::default();
     let mut collected: std::collections::HashSet<String> = Default::default();
+    let mut failed_searches = 0usize;
+    let mut last_error: Option<FetchError> = None;
     let mut validators: (Option<String>, Option<String>) = (None, None);
     let mut bad_dates: Vec<String> = Vec::new();
     for base in &urls {
@@ -725,6 +728,24 @@ async fn poll_json(
                     return Ok(PollSummary::NotModified);
                 }
                 Ok(FetchOutcome::NotModified) => break,
+                // A search for one keyword failing must not discard the others' results;
+                // a block is reported at once, and a poll where every keyword fails fails.
+                Err(e) if page_no == 1 && search && urls.len() > 1 => {
+                    let blocked = matches!(
+                        e,
+                        FetchError::Status {
+                            status: 403 | 418 | 432,
+                            ..
+                        }
+                    );
+                    if blocked {
+                        return Err(e.into());
+                    }
+                    warn!(source = %source.id, url = %url, error = %e, "one keyword's search failed; the others go on");
+                    failed_searches += 1;
+                    last_error = Some(e);
+                    break;
+                }
                 Err(e) if page_no == 1 => return Err(e.into()),
                 Err(e) => {
                     warn!(source = %source.id, page = page_no, error = %e, "next page failed; keeping the pages before it");
@@ -770,6 +791,11 @@ async fn poll_json(
                 .extend_pairs(pairs)
                 .append_pair(param, cursor);
             url = next.to_string();
+        }
+    }
+    if failed_searches > 0 && failed_searches == urls.len() {
+        if let Some(e) = last_error {
+            return Err(e.into());
         }
     }
     let mut seen_ids = std::collections::HashSet::new();

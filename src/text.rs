@@ -181,9 +181,11 @@ fn t2s_table() -> &'static [char] {
     TABLE.get_or_init(|| {
         let chars: Vec<char> = (T2S_FIRST..=T2S_LAST).filter_map(char::from_u32).collect();
         let mut table = chars.clone();
-        if let Ok(cc) =
-            ferrous_opencc::OpenCC::from_config(ferrous_opencc::config::BuiltinConfig::T2s)
-        {
+        let cc = ferrous_opencc::OpenCC::from_config(ferrous_opencc::config::BuiltinConfig::T2s);
+        if let Err(e) = &cc {
+            tracing::error!(error = %e, "traditional → simplified tables did not load: traditional text will not match simplified keywords");
+        }
+        if let Ok(cc) = cc {
             // One character per line: no phrase can span a line break, so each converts alone.
             let joined: String = chars.iter().flat_map(|c| [*c, '\n']).collect();
             let converted = cc.convert(&joined);
@@ -290,6 +292,14 @@ fn normalize_with(original: &str, emit: impl FnMut(u32, char)) {
     st.flush();
 }
 
+/// A keyword or rule term in matching form, without the spaces and separators at its ends
+/// (`"城管 "` must match the same texts as `城管`).
+pub fn normalize_pattern(s: &str) -> String {
+    normalize_for_match(s)
+        .trim_matches(|c: char| is_dodge_separator(c))
+        .to_string()
+}
+
 /// The matching form of `s`: NFKC per character (full-/half-width), lower case, traditional
 /// → simplified, zero-width characters removed, and short runs of separators between two
 /// Chinese characters dropped. Keywords and rule terms go through the same function as item
@@ -331,6 +341,19 @@ impl Normalized {
             origin,
             original_chars: count,
         }
+    }
+
+    /// Normalised character range of normalised bytes `start..end`: distances between
+    /// matches are measured here, where inserted zero-width characters and dodge separators
+    /// no longer count.
+    pub fn normalized_range(&self, start: usize, end: usize) -> (usize, usize) {
+        let a = self.char_at(start);
+        let b = if end == 0 {
+            0
+        } else {
+            self.char_at(end - 1) + 1
+        };
+        (a, b.max(a))
     }
 
     /// Original char range covering normalised bytes `start..end` (an Aho-Corasick match).

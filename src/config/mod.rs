@@ -393,6 +393,7 @@ impl Config {
             })?;
         let mut v = Validator {
             department_ids: HashSet::new(),
+            departments_without_keywords: HashSet::new(),
             file: path.to_path_buf(),
             locator: Locator::new(text.to_string()),
             env: env.iter().map(|(k, _)| k.to_ascii_uppercase()).collect(),
@@ -432,6 +433,7 @@ impl Config {
 struct Validator {
     /// Departments defined in the file (for sources that search their keywords).
     department_ids: HashSet<String>,
+    departments_without_keywords: HashSet<String>,
     file: PathBuf,
     locator: Locator,
     env: HashSet<String>,
@@ -671,6 +673,11 @@ impl Validator {
         let lists = self.lists(lists_raw);
         let departments = self.departments(departments, &webhook, &lists);
         self.department_ids = departments.iter().map(|d| d.id.clone()).collect();
+        self.departments_without_keywords = departments
+            .iter()
+            .filter(|d| d.keywords.is_empty())
+            .map(|d| d.id.clone())
+            .collect();
         let sources = self.sources(sources, &base);
         let ops = self.ops(ops_raw);
         if sources.is_empty() && self.issues.is_empty() {
@@ -1269,6 +1276,14 @@ impl Validator {
             ok = false;
         }
         for d in &search_departments {
+            if self.departments_without_keywords.contains(d) {
+                self.issue(
+                    at,
+                    Some("search_departments"),
+                    format!("{d:?} has no keywords to search (rules are not searched)"),
+                );
+                ok = false;
+            }
             if !self.department_ids.contains(d) {
                 self.issue(
                     at,
@@ -1562,7 +1577,7 @@ impl Validator {
                                 ok = false;
                             }
                             crate::rules::expr::Expr::Term(t)
-                                if crate::text::normalize_for_match(t).is_empty() =>
+                                if crate::text::normalize_pattern(t).is_empty() =>
                             {
                                 self.issue(
                                     &rule_at,
@@ -1669,7 +1684,7 @@ impl Validator {
         let mut seen = HashSet::new();
         for (i, k) in list.iter().enumerate() {
             let trimmed = k.trim();
-            if trimmed.is_empty() || crate::text::normalize_for_match(trimmed).is_empty() {
+            if trimmed.is_empty() || crate::text::normalize_pattern(trimmed).is_empty() {
                 let at = At {
                     path: at.path.key(key).index(i),
                     label: at.label,
@@ -1681,7 +1696,7 @@ impl Validator {
                 );
                 continue;
             }
-            if seen.insert(crate::text::normalize_for_match(trimmed)) {
+            if seen.insert(crate::text::normalize_pattern(trimmed)) {
                 out.push(trimmed.to_string());
             }
         }

@@ -154,28 +154,42 @@ pub struct Matcher {
     rule_uses: Vec<Vec<(u32, u32)>>,
     /// Rules that must be evaluated for every item.
     always: Vec<(u32, u32)>,
+    /// Rules to evaluate for items of a given source (their `source:` terms).
+    source_uses: HashMap<String, Vec<(u32, u32)>>,
     departments: Vec<DeptRules>,
     rule_set: String,
+}
+
+/// One occurrence of a pattern: its field, its character range in the original (reported)
+/// and in the normalised text (where NEAR distances are measured).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Occ {
+    pattern: u32,
+    field: Field,
+    start: u32,
+    end: u32,
+    nstart: u32,
+    nend: u32,
 }
 
 /// Occurrences of patterns in one item, sorted by pattern id (few per item; a sorted Vec
 /// beats a map here).
 #[derive(Default)]
 struct Occurrences {
-    all: Vec<(u32, Field, u32, u32)>,
+    all: Vec<Occ>,
 }
 
 impl Occurrences {
-    fn of(&self, p: u32) -> impl Iterator<Item = (Field, u32, u32)> + '_ {
-        let from = self.all.partition_point(|o| o.0 < p);
+    fn of(&self, p: u32) -> impl Iterator<Item = Occ> + '_ {
+        let from = self.all.partition_point(|o| o.pattern < p);
         self.all[from..]
             .iter()
-            .take_while(move |o| o.0 == p)
-            .map(|o| (o.1, o.2, o.3))
+            .take_while(move |o| o.pattern == p)
+            .copied()
     }
 
     fn has(&self, p: u32, scope: Option<Scope>) -> bool {
-        self.of(p).any(|(f, _, _)| allowed(f, scope))
+        self.of(p).any(|o| allowed(o.field, scope))
     }
 }
 
@@ -184,11 +198,16 @@ struct Builder {
     index: HashMap<String, usize>,
     uses: Vec<Vec<(u32, Role)>>,
     rule_uses: Vec<Vec<(u32, u32)>>,
+    /// Rules with `source:` terms, by the source id (normalised) they name.
+    source_uses: HashMap<String, Vec<(u32, u32)>>,
 }
+
+/// Pattern id of `source:` terms, which are compared with the item's source, not scanned.
+const NO_PATTERN: u32 = u32::MAX;
 
 impl Builder {
     fn pattern(&mut self, word: &str) -> Option<u32> {
-        let norm = crate::text::normalize_for_match(word);
+        let norm = crate::text::normalize_pattern(word);
         if norm.is_empty() {
             return None;
         }
@@ -201,22 +220,36 @@ impl Builder {
         Some(p as u32)
     }
 
+    /// One term of a rule: scanned for, or (under `source:`) compared with the source id.
+    fn term(
+        &mut self,
+        word: &str,
+        at: (u32, u32),
+        scope: Option<Scope>,
+    ) -> Option<(u32, String, String)> {
+        let norm = crate::text::normalize_pattern(word);
+        if norm.is_empty() {
+            return None;
+        }
+        if scope == Some(Scope::Source) {
+            self.source_uses.entry(norm.clone()).or_default().push(at);
+            return Some((NO_PATTERN, word.to_string(), norm));
+        }
+        let p = self.pattern(word)?;
+        self.rule_uses[p as usize].push(at);
+        Some((p, word.to_string(), norm))
+    }
+
     fn compile(
         &mut self,
         e: &Expr,
         lists: &BTreeMap<String, Vec<String>>,
         at: (u32, u32),
         names: (&str, &str),
+        scope: Option<Scope>,
     ) -> Result<CExpr, BuildError> {
         Ok(match e {
-            Expr::Term(t) => {
-                let mut v = Vec::new();
-                if let Some(p) = self.pattern(t) {
-                    self.rule_uses[p as usize].push(at);
-                    v.push((p, t.clone(), crate::text::normalize_for_match(t)));
-                }
-                CExpr::Terms(v)
-            }
+            Expr::Term(t) => CExpr::Terms(self.term(t, at, scope).into_iter().collect()),
             Expr::List(name) => {
                 let words = lists.get(name).ok_or_else(|| BuildError::UnknownList {
                     department: names.0.to_string(),
@@ -225,22 +258,19 @@ impl Builder {
                 })?;
                 let mut v = Vec::new();
                 for w in words {
-                    if let Some(p) = self.pattern(w) {
-                        self.rule_uses[p as usize].push(at);
-                        v.push((p, w.clone(), crate::text::normalize_for_match(w)));
-                    }
+                    v.extend(self.term(w, at, scope));
                 }
                 CExpr::Terms(v)
             }
-            Expr::Not(x) => CExpr::Not(Box::new(self.compile(x, lists, at, names)?)),
+            Expr::Not(x) => CExpr::Not(Box::new(self.compile(x, lists, at, names, scope)?)),
             Expr::And(xs) => CExpr::And(
                 xs.iter()
-                    .map(|x| self.compile(x, lists, at, names))
+                    .map(|x| self.compile(x, lists, at, names, scope))
                     .collect::<Result<_, _>>()?,
             ),
             Expr::Or(xs) => CExpr::Or(
                 xs.iter()
-                    .map(|x| self.compile(x, lists, at, names))
+                    .map(|x| self.compile(x, lists, at, names, scope))
                     .collect::<Result<_, _>>()?,
             ),
             Expr::Near {
@@ -251,10 +281,12 @@ impl Builder {
             } => CExpr::Near {
                 distance: *distance,
                 ordered: *ordered,
-                a: Box::new(self.compile(a, lists, at, names)?),
-                b: Box::new(self.compile(b, lists, at, names)?),
+                a: Box::new(self.compile(a, lists, at, names, scope)?),
+                b: Box::new(self.compile(b, lists, at, names, scope)?),
             },
-            Expr::Scoped(s, x) => CExpr::Scoped(*s, Box::new(self.compile(x, lists, at, names)?)),
+            Expr::Scoped(s, x) => {
+                CExpr::Scoped(*s, Box::new(self.compile(x, lists, at, names, Some(*s))?))
+            }
         })
     }
 }
@@ -299,6 +331,7 @@ impl Matcher {
             index: HashMap::new(),
             uses: Vec::new(),
             rule_uses: Vec::new(),
+            source_uses: HashMap::new(),
         };
         let mut depts = Vec::new();
         let mut always = Vec::new();
@@ -316,7 +349,7 @@ impl Matcher {
             let mut rules = Vec::new();
             for (r, rule) in dept.rules.iter().enumerate() {
                 let at = (d as u32, r as u32);
-                let expr = b.compile(&rule.expr, lists, at, (&dept.id, &rule.id))?;
+                let expr = b.compile(&rule.expr, lists, at, (&dept.id, &rule.id), None)?;
                 let matches_empty = eval(&expr, &Occurrences::default(), None, "");
                 if matches_empty {
                     always.push(at);
@@ -355,6 +388,7 @@ impl Matcher {
             ac,
             uses: b.uses,
             rule_uses: b.rule_uses,
+            source_uses: b.source_uses,
             always,
             departments: depts,
             rule_set: rule_set_hash(departments, lists),
@@ -422,25 +456,31 @@ impl Matcher {
             let norm = Normalized::new(original);
             for m in ac.find_overlapping_iter(&norm.text) {
                 let (start, end) = norm.original_range(m.start(), m.end());
-                occ.all.push((
-                    m.pattern().as_usize() as u32,
+                let (nstart, nend) = norm.normalized_range(m.start(), m.end());
+                occ.all.push(Occ {
+                    pattern: m.pattern().as_usize() as u32,
                     field,
-                    start as u32,
-                    end as u32,
-                ));
+                    start: start as u32,
+                    end: end as u32,
+                    nstart: nstart as u32,
+                    nend: nend as u32,
+                });
             }
         }
-        if occ.all.is_empty() && self.always.is_empty() {
+        let source_norm = crate::text::normalize_pattern(s.source);
+        let by_source = self.source_uses.get(&source_norm);
+        if occ.all.is_empty() && self.always.is_empty() && by_source.is_none() {
             return Outcome::default();
         }
         occ.all.sort_unstable();
-        let source_norm = crate::text::normalize_for_match(s.source);
 
         // Keyword and exclusion uses, as plain numbers: (department, exclusion?, word, occurrence).
         let mut uses: Vec<(u32, bool, u32, u32)> = Vec::new();
         let mut candidates: Vec<(u32, u32)> = self.always.clone();
+        candidates.extend(by_source.into_iter().flatten().copied());
         let mut last = u32::MAX;
-        for (k, &(p, field, _, _)) in occ.all.iter().enumerate() {
+        for (k, o) in occ.all.iter().enumerate() {
+            let (p, field) = (o.pattern, o.field);
             if field != Field::Author {
                 for &(d, role) in &self.uses[p as usize] {
                     let (excl, w) = match role {
@@ -503,7 +543,9 @@ impl Matcher {
             let from = uses.partition_point(|u| u.0 < d);
             let mine = uses[from..].iter().take_while(|u| u.0 == d);
             let hit = |&(_, excl, w, k): &(u32, bool, u32, u32)| {
-                let (_, field, start, end) = occ.all[k as usize];
+                let Occ {
+                    field, start, end, ..
+                } = occ.all[k as usize];
                 Hit {
                     keyword: if excl {
                         dept.exclude[w as usize].clone()
@@ -571,12 +613,16 @@ fn allowed(field: Field, scope: Option<Scope>) -> bool {
     }
 }
 
-/// Occurrences of an expression's positive terms in the allowed fields.
+/// Normalised positions of an expression's positive terms in the allowed fields.
 fn spans(e: &CExpr, occ: &Occurrences, scope: Option<Scope>, out: &mut Vec<(Field, u32, u32)>) {
     match e {
         CExpr::Terms(ts) => {
             for (p, _, _) in ts {
-                out.extend(occ.of(*p).filter(|(f, _, _)| allowed(*f, scope)));
+                out.extend(
+                    occ.of(*p)
+                        .filter(|o| allowed(o.field, scope))
+                        .map(|o| (o.field, o.nstart, o.nend)),
+                );
             }
         }
         CExpr::Not(_) => {}
@@ -589,8 +635,8 @@ fn spans(e: &CExpr, occ: &Occurrences, scope: Option<Scope>, out: &mut Vec<(Fiel
     }
 }
 
-/// The smallest gap in characters between a span of `a` and one of `b` in the same field
-/// (overlap is 0); with `ordered`, `a` must come first.
+/// The smallest gap in normalised characters between a span of `a` and one of `b` in the same
+/// field (overlap is 0); with `ordered`, `a` must come first.
 fn min_gap(a: &[(Field, u32, u32)], b: &[(Field, u32, u32)], ordered: bool) -> Option<u32> {
     let mut best: Option<u32> = None;
     for &(fa, sa, ea) in a {
@@ -658,13 +704,13 @@ fn collect_terms(
                 return;
             }
             for (p, written, _) in ts {
-                for (field, start, end) in occ.of(*p) {
-                    if allowed(field, scope) {
+                for o in occ.of(*p) {
+                    if allowed(o.field, scope) {
                         let h = Hit {
                             keyword: written.clone(),
-                            field,
-                            start: start as usize,
-                            end: end as usize,
+                            field: o.field,
+                            start: o.start as usize,
+                            end: o.end as usize,
                         };
                         if !out.contains(&h) {
                             out.push(h);

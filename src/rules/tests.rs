@@ -325,3 +325,38 @@ proptest! {
         prop_assert_eq!(got, want, "rule {} on title {:?} text {:?}", rule, title, text);
     }
 }
+
+#[test]
+fn dodges_do_not_stretch_near_distances_and_source_rules_need_no_text_match() {
+    let m = Matcher::new(&[
+        with_rules("near", &["NEAR/1(城管, 打人)"]),
+        with_rules("src", &["source:gov-a & !广告"]),
+        with_rules("phrase", &["\"暴雨 \""]),
+    ])
+    .unwrap();
+    // Ten zero-width characters and a dodge separator between the words: still adjacent.
+    let zw = format!("城管{}-打人", "\u{200b}".repeat(10));
+    let ids = |s: Subject<'_>| -> Vec<String> {
+        m.match_subject(&s)
+            .matched
+            .into_iter()
+            .map(|d| d.department)
+            .collect()
+    };
+    assert_eq!(ids(subject(&zw, "")), vec!["near"]);
+    // A source-scoped rule matches on the source alone, whatever the text says.
+    let from_a = Subject {
+        title: "今日通报",
+        text: "",
+        author: None,
+        source: "gov-a",
+    };
+    assert_eq!(ids(from_a), vec!["src"]);
+    let ad = Subject {
+        title: "广告",
+        ..from_a
+    };
+    assert!(ids(ad).is_empty());
+    // A quoted phrase with a stray space matches like the bare word.
+    assert_eq!(ids(subject("暴雨来袭", "")), vec!["phrase"]);
+}
