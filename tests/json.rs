@@ -395,3 +395,26 @@ keywords = ["swift"]
         Some(format!("Bearer {SECRET}").as_str())
     );
 }
+
+#[test]
+fn weibo_search_results_nested_in_card_groups_are_read() {
+    // Search containers put posts in card_group of type-11 cards; built here from a real post.
+    let page: serde_json::Value =
+        serde_json::from_slice(&fixture("weibo_getindex_container_page0.json")).unwrap();
+    let card = page["data"]["cards"][0].clone();
+    let search = serde_json::json!({
+        "ok": 1,
+        "data": { "cards": [ { "card_type": 11, "card_group": [ card ] } ] }
+    });
+    let src = compile(r#"preset = "weibo""#);
+    let ctx = JsonContext {
+        content_type: None,
+        timezone: chrono_tz::Asia::Shanghai,
+        now: now(),
+        date_format: None,
+    };
+    let bytes = serde_json::to_vec(&search).unwrap();
+    let got = extract(&bytes, &src.json.as_ref().unwrap().spec, &ctx).unwrap();
+    assert_eq!(got.entries.len(), 1);
+    assert_eq!(got.entries[0].guid.as_deref(), Some("4645748019299849"));
+}

@@ -52,7 +52,8 @@ impl Preset {
         match self {
             // m.weibo.cn api/container/getIndex: cards of type 9 carry the posts.
             Preset::Weibo => &[
-                ("item", "$.data.cards[?@.card_type == 9].mblog"),
+                // Search results nest posts in card_group (type-11 cards): look at any depth.
+                ("item", "$.data..[?@.card_type == 9].mblog"),
                 ("id", "$.id"),
                 ("text", "$.text"),
                 ("author", "$.user.screen_name"),
