@@ -198,11 +198,12 @@ fn rules_that_match_on_nothing_are_still_evaluated() {
 const ALPHABET: &[&str] = &["城管", "打人", "执法", "冲突", "ab", "b", "演习"];
 
 /// A deliberately simple second implementation: substring search on the normalised text,
-/// offsets mapped with the same normaliser, the same NEAR definition.
+/// positions counted in normalised characters (where NEAR distances are defined), scopes
+/// carried down to each term.
 fn naive(e: &Expr, title: &str, text: &str, scope: Option<Scope>) -> bool {
-    let spans = |t: &str, scope: Option<Scope>| -> Vec<(u8, usize, usize)> {
+    fn spans(t: &str, title: &str, text: &str, scope: Option<Scope>) -> Vec<(u8, usize, usize)> {
         let mut out = Vec::new();
-        let needle = crate::text::normalize_for_match(t);
+        let needle = crate::text::normalize_pattern(t);
         for (f, original) in [(0u8, title), (1u8, text)] {
             let ok = match scope {
                 None => true,
@@ -213,31 +214,31 @@ fn naive(e: &Expr, title: &str, text: &str, scope: Option<Scope>) -> bool {
             if !ok || needle.is_empty() {
                 continue;
             }
-            let n = crate::text::Normalized::new(original);
+            let hay = crate::text::normalize_for_match(original);
             let mut from = 0;
-            while let Some(pos) = n.text[from..].find(&needle) {
+            while let Some(pos) = hay[from..].find(&needle) {
                 let s = from + pos;
-                let (a, b) = n.original_range(s, s + needle.len());
-                out.push((f, a, b));
-                from = s + n.text[s..].chars().next().map_or(1, |c| c.len_utf8());
+                let a = hay[..s].chars().count();
+                out.push((f, a, a + needle.chars().count()));
+                from = s + hay[s..].chars().next().map_or(1, |c| c.len_utf8());
             }
         }
         out
-    };
-    fn positives(e: &Expr, out: &mut Vec<String>) {
+    }
+    fn positives(e: &Expr, scope: Option<Scope>, out: &mut Vec<(String, Option<Scope>)>) {
         match e {
-            Expr::Term(t) => out.push(t.clone()),
+            Expr::Term(t) => out.push((t.clone(), scope)),
             Expr::Not(_) | Expr::List(_) => {}
-            Expr::And(v) | Expr::Or(v) => v.iter().for_each(|x| positives(x, out)),
+            Expr::And(v) | Expr::Or(v) => v.iter().for_each(|x| positives(x, scope, out)),
             Expr::Near { a, b, .. } => {
-                positives(a, out);
-                positives(b, out);
+                positives(a, scope, out);
+                positives(b, scope, out);
             }
-            Expr::Scoped(_, x) => positives(x, out),
+            Expr::Scoped(s, x) => positives(x, Some(*s), out),
         }
     }
     match e {
-        Expr::Term(t) => !spans(t, scope).is_empty(),
+        Expr::Term(t) => !spans(t, title, text, scope).is_empty(),
         Expr::List(_) => false,
         Expr::Not(x) => !naive(x, title, text, scope),
         Expr::And(v) => v.iter().all(|x| naive(x, title, text, scope)),
@@ -253,10 +254,16 @@ fn naive(e: &Expr, title: &str, text: &str, scope: Option<Scope>) -> bool {
                 return false;
             }
             let (mut ta, mut tb) = (Vec::new(), Vec::new());
-            positives(a, &mut ta);
-            positives(b, &mut tb);
-            let sa: Vec<_> = ta.iter().flat_map(|t| spans(t, scope)).collect();
-            let sb: Vec<_> = tb.iter().flat_map(|t| spans(t, scope)).collect();
+            positives(a, scope, &mut ta);
+            positives(b, scope, &mut tb);
+            let sa: Vec<_> = ta
+                .iter()
+                .flat_map(|(t, sc)| spans(t, title, text, *sc))
+                .collect();
+            let sb: Vec<_> = tb
+                .iter()
+                .flat_map(|(t, sc)| spans(t, title, text, *sc))
+                .collect();
             sa.iter().any(|&(fa, s1, e1)| {
                 sb.iter().any(|&(fb, s2, e2)| {
                     fa == fb
