@@ -285,10 +285,14 @@ async fn stop_generation(g: Generation, grace: Duration) {
 fn build_engine(
     cfg: Config,
     shared_parts: (&Store, &Arc<Delivery>, &Arc<Robots>, &Arc<Metrics>),
+    previous: Option<&Fetcher>,
 ) -> Result<Arc<Engine>, DaemonError> {
     let (store, delivery, robots, metrics) = shared_parts;
     let matcher = Arc::new(Matcher::from_config(&cfg)?);
-    let fetcher = Arc::new(Fetcher::new(&cfg)?);
+    let fetcher = Arc::new(match previous {
+        Some(f) => f.renewed(&cfg)?,
+        None => Fetcher::new(&cfg)?,
+    });
     Ok(Arc::new(Engine {
         config: Arc::new(cfg),
         store: store.clone(),
@@ -357,7 +361,7 @@ async fn run_with_store(
         "tingfeng started"
     );
     let config_path = cfg.path.clone();
-    let engine = build_engine(cfg, (&store, &delivery, &robots, &metrics))?;
+    let engine = build_engine(cfg, (&store, &delivery, &robots, &metrics), None)?;
     let shared = Arc::new(Shared {
         store: store.clone(),
         metrics: metrics.clone(),
@@ -450,7 +454,7 @@ async fn reload(shared: &Arc<Shared>, current: Generation, grace: Duration) -> G
         {
             warn!("webhook secret/timeouts and daemon.listen take effect on restart; department webhook URLs apply now");
         }
-        build_engine(cfg, parts).map_err(|e| e.to_string())
+        build_engine(cfg, parts, Some(&old.fetcher)).map_err(|e| e.to_string())
     });
     match built {
         Err(why) => {

@@ -94,6 +94,7 @@ impl FetchError {
 struct HostGate {
     limiter: DirectLimiter,
     in_flight: Semaphore,
+    limits: (RateLimit, usize),
 }
 
 pub struct Fetcher {
@@ -155,6 +156,22 @@ impl Fetcher {
         })
     }
 
+    /// A fetcher for a reloaded config that keeps the politeness state of hosts whose limits
+    /// did not change: a reload must not reset the spacing of requests to a site.
+    pub fn renewed(&self, cfg: &Config) -> Result<Fetcher, ClientError> {
+        let next = Fetcher::new(cfg)?;
+        {
+            let old = self.gates.lock().unwrap_or_else(|p| p.into_inner());
+            let mut new = next.gates.lock().unwrap_or_else(|p| p.into_inner());
+            for (host, gate) in old.iter() {
+                if next.host_limits.get(host) == Some(&gate.limits) {
+                    new.insert(host.clone(), gate.clone());
+                }
+            }
+        }
+        Ok(next)
+    }
+
     fn gate(&self, source: &Source) -> Arc<HostGate> {
         let key = source.host_key();
         let (rate, in_flight) = self
@@ -173,6 +190,7 @@ impl Fetcher {
                 Arc::new(HostGate {
                     limiter: RateLimiter::direct(quota),
                     in_flight: Semaphore::new(in_flight.max(1)),
+                    limits: (rate, in_flight),
                 })
             })
             .clone()

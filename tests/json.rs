@@ -345,14 +345,18 @@ async fn a_cursor_catches_up_on_older_pages() {
     init();
     let server = FeedServer::start().await;
     let receiver = Receiver::start().await;
-    server.set(
-        "/api/v1/timelines/public",
-        Route::Feed {
-            body: std::sync::Arc::new(fixture("mastodon_timeline.json")),
-            content_type: "application/json",
-            etag: None,
-        },
-    );
+    let path = "/api/v1/timelines/public";
+    let page = |body: Vec<u8>| Route::Feed {
+        body: std::sync::Arc::new(body),
+        content_type: "application/json",
+        etag: None,
+    };
+    server.set(path, page(fixture("mastodon_timeline.json")));
+    // The older page, asked for with max_id = the last id of page 1: a real status.
+    let mut older = b"[".to_vec();
+    older.extend(fixture("mastodon_status_with_emojis_and_attachments.json"));
+    older.extend(b"]");
+    server.set(&format!("{path}?max_id=1"), page(older));
     let ws = Workspace::new();
     ws.write_config(
         &format!(
@@ -370,22 +374,31 @@ id = "d"
 name = "D"
 keywords = ["swift"]
 "#,
-            server.url("/api/v1/timelines/public")
+            server.url(path)
         ),
         &receiver.url(),
     );
     let daemon = Running::start(ws.load());
-    assert!(
-        wait_for(WAIT, || server.requests("/api/v1/timelines/public").len()
-            >= 3)
-        .await
-    );
+    assert!(wait_for(WAIT, || server.requests(path).len() >= 4).await);
     daemon.stop().await;
-    let reqs = server.requests("/api/v1/timelines/public");
-    // Page 1, then page 2 asked with max_id = the last id seen; page 2 held nothing new: stop.
+    let reqs = server.requests(path);
+    // Page 1, then max_id=1 (the last id seen), then max_id=<the older status> which answers
+    // page 1 again — all known — so the poll stops; the next poll starts at page 1.
     assert_eq!(reqs[0].query, "");
-    assert!(reqs[1].query.starts_with("max_id="), "{:?}", reqs[1].query);
-    assert_eq!(reqs[2].query, "", "the next poll starts again at page 1");
+    assert_eq!(reqs[1].query, "max_id=1");
+    assert_eq!(reqs[2].query, "max_id=AQetOIEp6Z2GZ4UiI4");
+    assert_eq!(reqs[3].query, "");
+    let store = tingfeng::store::Store::open(&ws.data_dir(), 8 << 20).unwrap();
+    let items = store.items_matching(10, |_| true).unwrap();
+    assert!(
+        items
+            .iter()
+            .any(|i| i.url.as_deref()
+                == Some("https://m.iamkonstantin.eu/notice/AQetOIEp6Z2GZ4UiI4")),
+        "the older page's status was ingested"
+    );
+    // The sample timeline gives both its statuses id "1" (an edited fixture): one item.
+    assert_eq!(items.len(), 2);
     // The token went along, as a bearer token.
     assert_eq!(
         reqs[0]

@@ -504,7 +504,7 @@ impl Matcher {
             let rule = &self.departments[d as usize].rules[r as usize];
             if eval(&rule.expr, &occ, None, &source_norm) {
                 let mut terms = Vec::new();
-                collect_terms(&rule.expr, &occ, None, false, &mut terms);
+                collect_terms(&rule.expr, &occ, None, &source_norm, &mut terms);
                 rule_hits.push((
                     d,
                     RuleMatch {
@@ -690,17 +690,17 @@ fn eval(e: &CExpr, occ: &Occurrences, scope: Option<Scope>, source: &str) -> boo
     }
 }
 
-/// The terms of a matched rule that are present (not under a NOT).
+/// The terms that satisfied a matched rule (present, not under a NOT, in branches that hold).
 fn collect_terms(
     e: &CExpr,
     occ: &Occurrences,
     scope: Option<Scope>,
-    negated: bool,
+    source: &str,
     out: &mut Vec<Hit>,
 ) {
     match e {
         CExpr::Terms(ts) => {
-            if negated || scope == Some(Scope::Source) {
+            if scope == Some(Scope::Source) {
                 return;
             }
             for (p, written, _) in ts {
@@ -719,15 +719,21 @@ fn collect_terms(
                 }
             }
         }
-        CExpr::Not(x) => collect_terms(x, occ, scope, !negated, out),
-        CExpr::And(xs) | CExpr::Or(xs) => xs
+        // What a NOT excludes did not satisfy the rule.
+        CExpr::Not(_) => {}
+        CExpr::And(xs) => xs
             .iter()
-            .for_each(|x| collect_terms(x, occ, scope, negated, out)),
+            .for_each(|x| collect_terms(x, occ, scope, source, out)),
+        // Only the branches that hold satisfied the rule.
+        CExpr::Or(xs) => xs
+            .iter()
+            .filter(|x| eval(x, occ, scope, source))
+            .for_each(|x| collect_terms(x, occ, scope, source, out)),
         CExpr::Near { a, b, .. } => {
-            collect_terms(a, occ, scope, negated, out);
-            collect_terms(b, occ, scope, negated, out);
+            collect_terms(a, occ, scope, source, out);
+            collect_terms(b, occ, scope, source, out);
         }
-        CExpr::Scoped(s, x) => collect_terms(x, occ, Some(*s), negated, out),
+        CExpr::Scoped(s, x) => collect_terms(x, occ, Some(*s), source, out),
     }
 }
 
@@ -767,7 +773,7 @@ fn explain(
         CExpr::Not(x) => {
             if eval(x, occ, scope, source) {
                 let mut present = Vec::new();
-                collect_terms(x, occ, scope, false, &mut present);
+                collect_terms(x, occ, scope, source, &mut present);
                 let words: Vec<String> = present.iter().map(|h| h.keyword.clone()).collect();
                 why.push(format!("vetoed by NOT ({})", words.join(", ")));
             }

@@ -367,3 +367,19 @@ fn dodges_do_not_stretch_near_distances_and_source_rules_need_no_text_match() {
     // A quoted phrase with a stray space matches like the bare word.
     assert_eq!(ids(subject("暴雨来袭", "")), vec!["phrase"]);
 }
+
+#[test]
+fn a_matched_rule_reports_only_the_terms_that_satisfied_it() {
+    let m = Matcher::new(&[with_rules("d", &["(城管 & 演习) | 打人"])]).unwrap();
+    let out = m.match_subject(&subject("城管打人", ""));
+    let words: Vec<&str> = out.matched[0].rules[0]
+        .terms
+        .iter()
+        .map(|t| t.keyword.as_str())
+        .collect();
+    assert_eq!(
+        words,
+        vec!["打人"],
+        "城管 is present but its branch did not hold"
+    );
+}

@@ -153,7 +153,14 @@ async fn serve_route(State(state): State<Arc<ServerState>>, req: Request<Body>) 
 async fn answer(state: &Arc<ServerState>, req: Request<Body>) -> Response<Body> {
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
-    let route = state.routes.lock().unwrap().get(&path).cloned();
+    // A route for "path?query" wins over one for the path alone (paged APIs).
+    let route = {
+        let routes = state.routes.lock().unwrap();
+        routes
+            .get(&format!("{path}?{query}"))
+            .or_else(|| routes.get(&path))
+            .cloned()
+    };
     let headers = req.headers().clone();
     let (status, resp) = match route {
         None => (
