@@ -191,23 +191,7 @@ async fn sigkill_before_delivery_then_restart_delivers_with_the_same_id() {
         ),
     );
     let ws = Workspace::new();
-    let cfg = ws.write_config(
-        &format!(
-            r#"
-[[source]]
-id = "ruanyifeng"
-kind = "feed"
-url = "{}"
-
-[[department]]
-id = "weekly"
-name = "周刊观察"
-keywords = ["周刊"]
-"#,
-            server.url("/atom.xml")
-        ),
-        &receiver.url(),
-    );
+    let cfg = ws.write_config(&weekly_config(&server.url("/atom.xml")), &receiver.url());
     let mut first = spawn_daemon(&cfg);
     // Alerts are raised and the receiver refuses them: they sit in the outbox.
     assert!(wait_for(WAIT, || !receiver.all().is_empty()).await);
@@ -270,23 +254,7 @@ async fn unreadable_store_fails_loudly_and_recover_store_starts_without_a_flood(
         ),
     );
     let ws = Workspace::new();
-    let cfg = ws.write_config(
-        &format!(
-            r#"
-[[source]]
-id = "ruanyifeng"
-kind = "feed"
-url = "{}"
-
-[[department]]
-id = "weekly"
-name = "周刊观察"
-keywords = ["周刊"]
-"#,
-            server.url("/atom.xml")
-        ),
-        &receiver.url(),
-    );
+    let cfg = ws.write_config(&weekly_config(&server.url("/atom.xml")), &receiver.url());
     // A store directory whose files are garbage, as after a bad disk or a torn write.
     std::fs::create_dir_all(ws.data_dir()).unwrap();
     std::fs::write(

@@ -140,23 +140,7 @@ async fn unchanged_feed_is_revalidated_and_a_new_entry_alerts_once() {
         ),
     );
     let ws = Workspace::new();
-    ws.write_config(
-        &format!(
-            r#"
-[[source]]
-id = "ruanyifeng"
-kind = "feed"
-url = "{}"
-
-[[department]]
-id = "weekly"
-name = "周刊观察"
-keywords = ["周刊"]
-"#,
-            server.url("/atom.xml")
-        ),
-        &receiver.url(),
-    );
+    ws.write_config(&weekly_config(&server.url("/atom.xml")), &receiver.url());
     let daemon = Running::start(ws.load());
     assert!(wait_for(WAIT, || receiver.acked().len() >= 2).await);
     // Polled again and again with the validator: 304s, and no further alerts.

@@ -374,6 +374,24 @@ pub async fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
 
 pub const WAIT: Duration = Duration::from_secs(30);
 
+/// The config body most tests share: the ruanyifeng Atom feed at `url`, watched by a
+/// department whose keyword is in every entry's title.
+pub fn weekly_config(url: &str) -> String {
+    format!(
+        r#"
+[[source]]
+id = "ruanyifeng"
+kind = "feed"
+url = "{url}"
+
+[[department]]
+id = "weekly"
+name = "周刊观察"
+keywords = ["周刊"]
+"#
+    )
+}
+
 /// A temp dir holding a config file and the store.
 pub struct Workspace {
     pub dir: tempfile::TempDir,
