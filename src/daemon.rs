@@ -166,17 +166,15 @@ pub async fn run(mut cfg: Config, recover_store: bool) -> Result<(), DaemonError
     run_with_store(cfg, store, trigger, shutdown, signals, recovering).await
 }
 
-/// Runs in this process until `stop` fires (for tests: no signals, no reloads).
+/// Runs in this process until `stop` completes (for tests: no signals, no reloads).
 pub async fn run_until(
     cfg: Config,
-    shutdown: Shutdown,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), DaemonError> {
     let store = open_store(&cfg).await?;
-    let (trigger, own) = shutdown::channel();
-    let _outer = shutdown;
+    let (trigger, shutdown) = shutdown::channel();
     let signals = Signals::from_future(stop);
-    run_with_store(cfg, store, trigger, own, signals, false).await
+    run_with_store(cfg, store, trigger, shutdown, signals, false).await
 }
 
 /// The signals the daemon reacts to, or (in tests) a future that means "stop".

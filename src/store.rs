@@ -603,17 +603,6 @@ impl Store {
         Ok(())
     }
 
-    pub fn alert_body(&self, alert_id: &str) -> Result<Option<String>, StoreError> {
-        Ok(self
-            .alerts
-            .get(alert_id)?
-            .map(|v| String::from_utf8_lossy(&v).into_owned()))
-    }
-
-    pub fn alert_count(&self) -> usize {
-        self.alerts.len()
-    }
-
     pub fn item_count(&self) -> usize {
         self.items.len()
     }

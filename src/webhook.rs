@@ -141,10 +141,6 @@ impl Delivery {
         self.timeout * 2 + Duration::from_secs(5)
     }
 
-    pub fn is_signing(&self) -> bool {
-        self.secret.is_some()
-    }
-
     /// Starts workers for every destination that already has pending entries (after a restart).
     pub async fn resume(self: &Arc<Self>) -> Result<usize, crate::store::StoreError> {
         let store = self.store.clone();

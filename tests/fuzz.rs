@@ -74,7 +74,21 @@ const SEEDS: &[&str] = &[
     "feedrs_jsonfeed11_elastic.json",
     "weibo_getindex_container_page0.json",
     "discuz_x32_forumdisplay.html",
+    "feedparser_illformed_incomplete_cdata.xml",
+    "sina_finance_2005_article_gb2312.html",
 ];
+
+#[test]
+fn an_unterminated_cdata_feed_is_an_error_not_a_panic() {
+    let ctx = feed::FeedContext {
+        content_type: None,
+        base_url: None,
+        encoding_override: None,
+        timezone: chrono_tz::Asia::Shanghai,
+        now: now(),
+    };
+    assert!(feed::extract(&fixture("feedparser_illformed_incomplete_cdata.xml"), &ctx).is_err());
+}
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]

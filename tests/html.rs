@@ -179,6 +179,12 @@ title = ".""#,
             "中国社会科学院金融研究所所长李扬说",
             "gb18030",
         ),
+        // A 2005 Sina article: meta charset gb2312 inside the dataset's <text> wrapper.
+        (
+            "sina_finance_2005_article_gb2312.html",
+            "四年前中500万现穷困潦倒",
+            "gb18030",
+        ),
         // A Dvbbs forum thread in GB2312.
         ("newssc_bbs_thread_gb2312.html", "麻辣社区", "gb18030"),
         // Declare gb2312 / gbk but the bytes are UTF-8 (browser re-saves).

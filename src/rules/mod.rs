@@ -395,10 +395,6 @@ impl Matcher {
         })
     }
 
-    pub fn department_count(&self) -> usize {
-        self.departments.len()
-    }
-
     /// The short hash of the rule set this matcher was built from.
     pub fn rule_set(&self) -> &str {
         &self.rule_set

@@ -454,12 +454,9 @@ pub struct Running {
 
 impl Running {
     pub fn start(cfg: tingfeng::config::Config) -> Running {
-        let (trigger, shutdown) = tingfeng::shutdown::channel();
-        let stop = {
-            let mut s = shutdown.clone();
-            async move { s.wait().await }
-        };
-        let handle = tokio::spawn(tingfeng::daemon::run_until(cfg, shutdown, stop));
+        let (trigger, mut shutdown) = tingfeng::shutdown::channel();
+        let stop = async move { shutdown.wait().await };
+        let handle = tokio::spawn(tingfeng::daemon::run_until(cfg, stop));
         Running { trigger, handle }
     }
 
