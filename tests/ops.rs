@@ -13,6 +13,19 @@ const BIN: &str = env!("CARGO_BIN_EXE_tingfeng");
 const TOKEN_ENV: &str = "TINGFENG_TEST_API_TOKEN";
 const TOKEN: &str = "t0ken-for-tests";
 
+/// `tingfeng run` on `cfg` with the test secrets, quiet.
+fn daemon_command(cfg: &std::path::Path) -> Command {
+    let mut c = Command::new(BIN);
+    c.args(["run", "--config"])
+        .arg(cfg)
+        .env(SECRET_ENV, SECRET)
+        .env(TOKEN_ENV, TOKEN)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    c
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -142,16 +155,9 @@ async fn sighup_reloads_valid_configs_keeps_old_on_invalid_and_notifies_systemd(
     )
     .unwrap();
     let notify = NotifySocket::bind(ws.dir.path());
-    let mut child = Command::new(BIN)
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .env(SECRET_ENV, SECRET)
-        .env(TOKEN_ENV, TOKEN)
+    let mut child = daemon_command(&cfg)
         .env("NOTIFY_SOCKET", &notify.path)
         .env("WATCHDOG_USEC", "1000000")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let pid = child.id().to_string();
@@ -294,16 +300,7 @@ async fn api_answers_with_the_token_only_and_metrics_count_what_happened() {
         config_with(port, &sources, &receiver.url(), &ws.data_dir()),
     )
     .unwrap();
-    let mut child = Command::new(BIN)
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .env(SECRET_ENV, SECRET)
-        .env(TOKEN_ENV, TOKEN)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = daemon_command(&cfg).spawn().unwrap();
     assert!(wait_for(WAIT, || receiver.acked().len() >= 2).await);
     assert!(wait_for(WAIT, || server.requests("/down.xml").len() >= 2).await);
 
@@ -582,16 +579,7 @@ async fn a_reload_gives_unchanged_sources_the_new_rules() {
     );
     let first = config_with(port, &source, &receiver.url(), &ws.data_dir());
     std::fs::write(&cfg, &first).unwrap();
-    let mut child = Command::new(BIN)
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .env(SECRET_ENV, SECRET)
-        .env(TOKEN_ENV, TOKEN)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = daemon_command(&cfg).spawn().unwrap();
     let pid = child.id().to_string();
     assert!(wait_for(WAIT, || receiver.acked().len() >= 2).await);
     // Same source, new keywords: the running source task must match with the new rules.
