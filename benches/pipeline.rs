@@ -12,8 +12,9 @@
 use chrono::Utc;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
+use tingfeng::alerter::Judge;
 use tingfeng::config::{Department, Source};
-use tingfeng::ingest::{alerts_for, ingest};
+use tingfeng::ingest::{ingest, matches_for};
 use tingfeng::item::build_items;
 use tingfeng::rules::Matcher;
 use tingfeng::source::feed::{extract, FeedContext};
@@ -197,7 +198,7 @@ fn main() {
             if let Ok(x) = extract(f, &ctx(now)) {
                 let items = build_items("bench", x.entries, now);
                 for it in &items {
-                    alerts += alerts_for(&matcher, &depts, it, now).len();
+                    alerts += matches_for(&matcher, it).len();
                 }
             }
         }
@@ -212,6 +213,7 @@ fn main() {
     // 3. With the store: each round is a new source id, so every item is new and written.
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path(), 64 << 20).expect("store");
+    let judge = Judge::with(Default::default(), depts.clone(), matcher.rule_set());
     let (n, t) = run_for(budget, |round| {
         let src = source(&format!("bench-{round}"));
         for f in &feeds {
@@ -228,7 +230,7 @@ fn main() {
                     })
                     .collect();
                 let items = build_items(&src.id, entries, now);
-                let _ = ingest(&store, &matcher, &depts, &src, &items, true, now).expect("ingest");
+                let _ = ingest(&store, &matcher, &judge, &src, &items, true, now).expect("ingest");
             }
         }
         store.flush().expect("flush");

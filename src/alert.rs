@@ -29,19 +29,79 @@ pub struct AlertItem {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct EventRef {
     pub id: String,
-    pub items: u32,
-    pub sources: u32,
+    pub items: u64,
+    pub sources: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_seen: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<String>,
+    /// When the department responded (回应), if it has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub responded: Option<String>,
+    /// Items that arrived after the response.
+    #[serde(default)]
+    pub items_after_response: u64,
 }
 
-/// The webhook body. Fields beyond design.md's (`hits`, `snippet`, `created`) only add.
+impl EventRef {
+    pub fn of(e: &crate::event::Event) -> EventRef {
+        EventRef {
+            id: e.id.clone(),
+            items: e.items,
+            sources: e.sources.len() as u64,
+            title: Some(e.title.clone()),
+            first_seen: Some(rfc3339(e.first_seen)),
+            last_seen: Some(rfc3339(e.last_seen)),
+            responded: e.responded.as_ref().map(|r| rfc3339(r.at)),
+            items_after_response: e.after_response,
+        }
+    }
+}
+
+/// One item an alert folds in: enough to find and show it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FoldedItem {
+    pub id: String,
+    pub source: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    pub title: String,
+    /// The rule ids (or `keywords`) it matched for this department.
+    #[serde(default)]
+    pub rules: Vec<String>,
+    pub fetched: String,
+}
+
+/// The silence that held an alert back (only on records kept without sending).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SilenceRef {
+    pub id: String,
+    pub comment: String,
+    pub ends: String,
+}
+
+/// The webhook body. Fields beyond design.md's (`hits`, `snippet`, `created`, `score`,
+/// `items`, …) only add.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Alert {
     pub id: String,
-    /// `new` or `escalated`.
+    /// `new` (first alert of an event), `escalated` (its level rose, or it rose again after a
+    /// response), `repeat` (still growing after `repeat_interval`) or `spike` (a department's
+    /// volume jumped).
     pub kind: String,
     pub department: DepartmentRef,
-    /// `blue`, `yellow`, `orange` or `red`. Keyword alerts are `blue` until risk judging lands.
+    /// `blue`, `yellow`, `orange` or `red` (一般 / 较大 / 重大 / 特别重大).
     pub level: String,
+    #[serde(default)]
+    pub level_name: String,
+    /// The risk score broken down by factor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score: Option<crate::assess::Score>,
+    /// True when the event was responded to and reaction rose again.
+    #[serde(default)]
+    pub after_response: bool,
     /// The distinct keywords that matched, in order of first appearance.
     pub matched: Vec<String>,
     /// Every keyword occurrence with its field and character offsets.
@@ -54,7 +114,14 @@ pub struct Alert {
     #[serde(default)]
     pub rule_set: String,
     pub item: AlertItem,
+    /// Every item this alert reports (the first is `item`).
+    #[serde(default)]
+    pub items: Vec<FoldedItem>,
     pub event: EventRef,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spike: Option<crate::assess::Spike>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub silenced: Option<SilenceRef>,
     pub created: String,
 }
 
@@ -82,6 +149,28 @@ impl From<&Hit> for HitRecord {
             end: h.end,
         }
     }
+}
+
+impl FoldedItem {
+    pub fn of(item: &Item, m: &DepartmentMatch) -> FoldedItem {
+        FoldedItem {
+            id: item.id.clone(),
+            source: item.source.clone(),
+            url: item.url.clone(),
+            title: item.title.clone(),
+            rules: rule_ids(m),
+            fetched: rfc3339(item.fetched),
+        }
+    }
+}
+
+/// The rules an item matched: rule ids, plus `keywords` when plain keywords matched too.
+pub fn rule_ids(m: &DepartmentMatch) -> Vec<String> {
+    let mut out: Vec<String> = m.rules.iter().map(|r| r.id.clone()).collect();
+    if m.rules.is_empty() || m.hits.len() > m.rules.iter().map(|r| r.terms.len()).sum() {
+        out.push("keywords".into());
+    }
+    out
 }
 
 pub fn rfc3339(t: DateTime<Utc>) -> String {
@@ -115,6 +204,9 @@ pub fn build(
             name: dept.name.clone(),
         },
         level: "blue".into(),
+        level_name: "一般".into(),
+        score: None,
+        after_response: false,
         matched,
         hits: m.hits.iter().map(HitRecord::from).collect(),
         snippet: m.snippet.clone(),
@@ -138,11 +230,19 @@ pub fn build(
             published: rfc3339(item.published.unwrap_or(item.fetched)),
             fetched: rfc3339(item.fetched),
         },
+        items: vec![FoldedItem::of(item, m)],
         event: EventRef {
             id: item.id.clone(),
             items: 1,
             sources: 1,
+            title: None,
+            first_seen: None,
+            last_seen: None,
+            responded: None,
+            items_after_response: 0,
         },
+        spike: None,
+        silenced: None,
         created: rfc3339(now),
     }
 }

@@ -22,6 +22,8 @@ use tracing::{error, info, warn};
 
 /// How often retention runs.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// How often waiting alerts are checked (group_wait's resolution).
+const GROUP_TICK: Duration = Duration::from_secs(1);
 /// How often STATUS= and the outbox/store gauges are refreshed.
 const STATUS_EVERY: Duration = Duration::from_secs(15);
 
@@ -287,6 +289,7 @@ fn build_engine(
 ) -> Result<Arc<Engine>, DaemonError> {
     let (store, delivery, robots, metrics) = shared_parts;
     let matcher = Arc::new(Matcher::from_config(&cfg)?);
+    let judge = Arc::new(crate::alerter::Judge::new(&cfg, matcher.rule_set()));
     let fetcher = Arc::new(match previous {
         Some(f) => f.renewed(&cfg)?,
         None => Fetcher::new(&cfg)?,
@@ -296,6 +299,7 @@ fn build_engine(
         store: store.clone(),
         fetcher,
         matcher,
+        judge,
         delivery: delivery.clone(),
         robots: robots.clone(),
         metrics: metrics.clone(),
@@ -376,6 +380,7 @@ async fn run_with_store(
     let mut generation = start_generation(&shared.engine);
     let pruner = tokio::spawn(prune_loop(store.clone(), retention, shutdown.clone()));
     let status = tokio::spawn(status_loop(shared.clone(), shutdown.clone()));
+    let groups = tokio::spawn(group_loop(shared.clone(), shutdown.clone()));
     // The progress check runs always (it feeds /readyz); it pings systemd's watchdog when
     // one is configured.
     let watchdog = Some(tokio::spawn(watchdog_loop(
@@ -408,6 +413,7 @@ async fn run_with_store(
     delivery.join().await;
     let _ = pruner.await;
     let _ = status.await;
+    let _ = groups.await;
     if let Some(w) = watchdog {
         let _ = w.await;
     }
@@ -664,15 +670,41 @@ async fn watchdog_loop(shared: Arc<Shared>, every: Option<Duration>, mut shutdow
     }
 }
 
+/// Sends the alerts whose group_wait, quiet hours or silence is over. Alerts due at the end
+/// of a poll are sent by the poll itself; this catches the ones that come due in between.
+async fn group_loop(shared: Arc<Shared>, mut shutdown: Shutdown) {
+    loop {
+        if !shutdown.sleep(GROUP_TICK).await {
+            return;
+        }
+        let engine = shared.engine();
+        let (store, judge) = (engine.store.clone(), engine.judge.clone());
+        let r = tokio::task::spawn_blocking(move || {
+            let raised = crate::ingest::flush_due(&store, &judge, Utc::now())?;
+            if !raised.is_empty() {
+                store.flush()?;
+            }
+            Ok::<_, StoreError>(raised)
+        })
+        .await;
+        match r {
+            Ok(Ok(raised)) => crate::poll::announce(&engine, &raised),
+            Ok(Err(e)) => warn!(error = %e, "cannot send the alerts that came due"),
+            Err(e) => warn!(error = %e, "alert timer task failed"),
+        }
+    }
+}
+
 async fn prune_loop(store: Store, retention: Duration, mut shutdown: Shutdown) {
     loop {
         let cutoff =
             Utc::now() - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
         let s = store.clone();
         match tokio::task::spawn_blocking(move || s.prune(cutoff)).await {
-            Ok(Ok(r)) if r.items + r.identities + r.alerts > 0 => {
+            Ok(Ok(r)) if r.items + r.identities + r.alerts + r.events > 0 => {
                 info!(
                     items = r.items,
+                    events = r.events,
                     identities = r.identities,
                     alerts = r.alerts,
                     "retention pruned old records"

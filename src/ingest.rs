@@ -1,12 +1,13 @@
 //! Owns the step from "a source gave us these items" to "new items stored, alerts queued":
-//! dedup against the store, keyword matching, and the atomic write of item + alerts + outbox.
+//! dedup against the store, keyword matching, judging (events, groups — see [`crate::alerter`])
+//! and the atomic write of item + judging state + alerts + outbox.
 //! Runs on a blocking thread (sled and matching are synchronous).
 
-use crate::alert;
-use crate::config::{Department, Source};
+use crate::alerter::{Judge, Raised};
+use crate::config::Source;
 use crate::item::Item;
-use crate::rules::Matcher;
-use crate::store::{NewAlert, Store, StoreError};
+use crate::rules::{DepartmentMatch, Matcher};
+use crate::store::{Record, Store, StoreError};
 use chrono::{DateTime, Utc};
 
 /// What one poll's items amounted to.
@@ -16,47 +17,29 @@ pub struct IngestReport {
     pub known: usize,
     pub duplicates: usize,
     pub too_old: usize,
-    /// Alerts queued: (alert id, webhook URL, department), for waking delivery and metrics.
-    pub queued: Vec<(String, String, String)>,
+    /// Alerts queued, for waking delivery and metrics.
+    pub queued: Vec<Raised>,
 }
 
-/// Alerts an item raises: one per matching department, with its serialised body.
-pub fn alerts_for(
-    matcher: &Matcher,
-    departments: &[Department],
-    item: &Item,
-    now: DateTime<Utc>,
-) -> Vec<NewAlert> {
-    let outcome = matcher.match_subject(&crate::rules::Subject {
-        title: &item.title,
-        text: &item.text,
-        author: item.author.as_deref(),
-        source: &item.source,
-    });
-    outcome
-        .matched
-        .iter()
-        .filter_map(|m| {
-            let dept = departments.iter().find(|d| d.id == m.department)?;
-            let a = alert::build(item, dept, m, matcher.rule_set(), now);
-            let body = serde_json::to_string(&a).ok()?;
-            Some(NewAlert {
-                id: a.id,
-                channel: "alerts".into(),
-                department: dept.id.clone(),
-                url: dept.webhook.to_string(),
-                body,
-            })
+/// The departments an item matches, with why.
+pub fn matches_for(matcher: &Matcher, item: &Item) -> Vec<DepartmentMatch> {
+    matcher
+        .match_subject(&crate::rules::Subject {
+            title: &item.title,
+            text: &item.text,
+            author: item.author.as_deref(),
+            source: &item.source,
         })
-        .collect()
+        .matched
 }
 
-/// Stores what is new among `items` and queues its alerts. `alerting` is false for the first
-/// poll of a `backlog = false` source: items are recorded, nothing is raised.
+/// Stores what is new among `items`, judges it and queues the alerts that are due. `alerting`
+/// is false for the first poll of a `backlog = false` source: items are recorded and
+/// clustered, nothing is raised.
 pub fn ingest(
     store: &Store,
     matcher: &Matcher,
-    departments: &[Department],
+    judge: &Judge,
     source: &Source,
     items: &[Item],
     alerting: bool,
@@ -79,28 +62,65 @@ pub fn ingest(
                 continue;
             }
         }
-        if let Some(first) = store.find_duplicate(item)? {
-            store.commit_duplicate(&item.id, &first, now)?;
-            tracing::debug!(source = %source.id, item_id = %item.id, duplicate_of = %first, "item already seen on another source");
-            report.duplicates += 1;
-            continue;
-        }
-        let alerts = if alerting {
-            alerts_for(matcher, departments, item, now)
+        let matches = if alerting {
+            matches_for(matcher, item)
         } else {
             Vec::new()
         };
-        let committed = store.commit_item(item, &alerts, now)?;
-        report.new += 1;
-        for id in committed.queued {
-            if let Some(a) = alerts.iter().find(|a| a.id == id) {
-                tracing::info!(source = %source.id, department = %a.department, alert_id = %a.id, url = item.url.as_deref().unwrap_or(""), title = %item.title, "alert raised");
-                report
-                    .queued
-                    .push((a.id.clone(), a.url.clone(), a.department.clone()));
+        let first = store.find_duplicate(item)?;
+        // A copy on another source is not stored again, but it counts in its event's spread.
+        let judged = judge.judge(store, item, &matches, first.as_deref(), now)?;
+        let record = match &first {
+            Some(first) => {
+                tracing::debug!(source = %source.id, item_id = %item.id, duplicate_of = %first, "item already seen on another source");
+                report.duplicates += 1;
+                Record::Duplicate {
+                    id: &item.id,
+                    first,
+                }
             }
-        }
+            None => {
+                report.new += 1;
+                Record::Item(item)
+            }
+        };
+        store.commit(record, &judged.alerts, &judged.puts, now)?;
+        report.queued.extend(judged.raised);
     }
     store.touch_seen(&known, now)?;
+    report.queued.extend(judge.flush_due(store, now)?);
     Ok(report)
+}
+
+/// Re-judges an item already stored whose text grew (its detail page arrived): departments
+/// it newly matches join its event's groups. Returns the alerts queued.
+pub fn update(
+    store: &Store,
+    matcher: &Matcher,
+    judge: &Judge,
+    item: &Item,
+    alerting: bool,
+    now: DateTime<Utc>,
+) -> Result<Vec<Raised>, StoreError> {
+    let _exclusive = store.ingest_guard();
+    let matches = if alerting {
+        matches_for(matcher, item)
+    } else {
+        Vec::new()
+    };
+    let judged = judge.judge(store, item, &matches, None, now)?;
+    store.commit(Record::Item(item), &judged.alerts, &judged.puts, now)?;
+    let mut raised = judged.raised;
+    raised.extend(judge.flush_due(store, now)?);
+    Ok(raised)
+}
+
+/// Sends the alerts that came due (group_wait, quiet hours over) outside any poll.
+pub fn flush_due(
+    store: &Store,
+    judge: &Judge,
+    now: DateTime<Utc>,
+) -> Result<Vec<Raised>, StoreError> {
+    let _exclusive = store.ingest_guard();
+    judge.flush_due(store, now)
 }

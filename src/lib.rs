@@ -5,7 +5,8 @@
 //! # Layout
 //!
 //! The data path runs one way: config → schedule → fetch → source (extract) → item
-//! (normalise) → ingest (dedup, match, store) → store (outbox) → webhook.
+//! (normalise) → ingest (dedup, match) → event (cluster) → alerter + assess (score, level,
+//! group, escalate) → store (outbox) → webhook.
 //!
 //! - [`config`]: sources.toml loaded, every problem located by file, line and key.
 //! - [`schedule`]: one task per source; intervals, jitter, backoff, source health.
@@ -16,19 +17,25 @@
 //! - [`item`]: the item, its identity, canonical URL and text hash.
 //! - [`text`]: HTML to text and the matching normal form, with offsets back to the original.
 //! - [`rules`]: all departments' keywords in one Aho-Corasick automaton.
-//! - [`ingest`]: dedup, match and the atomic write of item + alerts + outbox.
+//! - [`ingest`]: dedup, match and the atomic write of item + judging state + alerts + outbox.
+//! - [`event`]: near-duplicate clustering (SimHash + Jaccard) and the event record.
+//! - [`assess`]: risk score by factor, levels, negative lexicon, spikes, silences, quiet hours.
+//! - [`alerter`]: the per (department, event) lifecycle: group_wait, escalation, repeat.
 //! - [`alert`]: the alert payload of the webhook contract.
 //! - [`store`]: sled trees and their key layouts, retention.
 //! - [`webhook`]: ordered, signed, retried delivery from the outbox.
 //! - [`daemon`]: wiring, signals, shutdown. [`shutdown`]: the stop signal tasks share.
 
 pub mod alert;
+pub mod alerter;
 pub mod analyst;
 pub mod api;
+pub mod assess;
 pub mod charset;
 pub mod config;
 pub mod daemon;
 pub mod date;
+pub mod event;
 pub mod fetch;
 pub mod ingest;
 pub mod item;

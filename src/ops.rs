@@ -124,6 +124,7 @@ pub fn evaluate(
         department: format!("ops:{kind_s}"),
         url: ops.url.to_string(),
         body: serde_json::to_string(&body).ok()?,
+        send: true,
     })
 }
 

@@ -1,9 +1,10 @@
 //! Owns one poll of one source: fetch (all pages, detail pages, robots.txt for html),
 //! extract, ingest, and waking delivery for what was queued. The scheduler decides when.
 
+use crate::alerter::{Judge, Raised};
 use crate::config::{Config, HtmlSource, JsonSource, Source, SourceKind, DETAIL_ATTEMPTS};
 use crate::fetch::{Conditional, FetchError, FetchOutcome, Fetcher};
-use crate::ingest::{alerts_for, ingest, IngestReport};
+use crate::ingest::{ingest, IngestReport};
 use crate::item::{build_items, Item};
 use crate::robots::{Denied, Robots};
 use crate::rules::Matcher;
@@ -21,6 +22,7 @@ pub struct Engine {
     pub store: Store,
     pub fetcher: Arc<Fetcher>,
     pub matcher: Arc<Matcher>,
+    pub judge: Arc<Judge>,
     pub delivery: Arc<Delivery>,
     pub robots: Arc<Robots>,
     pub metrics: Arc<crate::metrics::Metrics>,
@@ -164,38 +166,19 @@ async fn ingest_and_notify(
 ) -> Result<IngestReport, PollError> {
     let store = engine.store.clone();
     let matcher = engine.matcher.clone();
-    let config = engine.config.clone();
+    let judge = engine.judge.clone();
     let src = source.clone();
     let report = tokio::task::spawn_blocking(move || {
-        let report = ingest(
-            &store,
-            &matcher,
-            &config.departments,
-            &src,
-            &items,
-            alerting,
-            Utc::now(),
-        )?;
+        let report = ingest(&store, &matcher, &judge, &src, &items, alerting, Utc::now())?;
         // Durable before any delivery attempt: an alert, once raised, survives a crash.
-        if report.new > 0 || report.duplicates > 0 {
+        if report.new > 0 || report.duplicates > 0 || !report.queued.is_empty() {
             store.flush()?;
         }
         Ok::<_, PollError>(report)
     })
     .await
     .map_err(task_failed)??;
-    for (_, url, department) in &report.queued {
-        engine.delivery.notify(url);
-        engine
-            .metrics
-            .alerts
-            .get_or_create(&crate::metrics::AlertLabels {
-                department: department.clone(),
-                level: "blue".into(),
-                kind: "new".into(),
-            })
-            .inc();
-    }
+    announce(engine, &report.queued);
     engine.metrics.item(&source.id, "new", report.new as u64);
     engine
         .metrics
@@ -204,6 +187,22 @@ async fn ingest_and_notify(
         .metrics
         .item(&source.id, "too_old", report.too_old as u64);
     Ok(report)
+}
+
+/// Wakes delivery for queued alerts and counts them.
+pub fn announce(engine: &Engine, raised: &[Raised]) {
+    for r in raised {
+        engine.delivery.notify(&r.url);
+        engine
+            .metrics
+            .alerts
+            .get_or_create(&crate::metrics::AlertLabels {
+                department: r.department.clone(),
+                level: r.level.clone(),
+                kind: r.kind.clone(),
+            })
+            .inc();
+    }
 }
 
 /// One poll of one source: fetch, extract, store, queue alerts, wake delivery.
@@ -549,7 +548,7 @@ async fn retry_details_except(
             Ok(d) if d.content.as_deref().is_some_and(|c| !c.is_empty()) => {
                 let store = engine.store.clone();
                 let matcher = engine.matcher.clone();
-                let config = engine.config.clone();
+                let judge = engine.judge.clone();
                 let item_id = p.item_id.clone();
                 let alerting = p.alerting;
                 let r = tokio::task::spawn_blocking(move || {
@@ -557,29 +556,24 @@ async fn retry_details_except(
                         return Ok::<_, StoreError>(Vec::new());
                     };
                     apply_detail(&mut item, &d);
-                    let now = Utc::now();
-                    let alerts = if alerting {
-                        alerts_for(&matcher, &config.departments, &item, now)
-                    } else {
-                        Vec::new()
-                    };
-                    let committed = store.commit_item(&item, &alerts, now)?;
+                    let raised = crate::ingest::update(
+                        &store,
+                        &matcher,
+                        &judge,
+                        &item,
+                        alerting,
+                        Utc::now(),
+                    )?;
                     store.flush()?;
-                    Ok(alerts
-                        .into_iter()
-                        .filter(|a| committed.queued.contains(&a.id))
-                        .map(|a| a.url)
-                        .collect())
+                    Ok(raised)
                 })
                 .await;
                 match r {
-                    Ok(Ok(urls)) => {
-                        if !urls.is_empty() {
-                            info!(source = %source.id, url = %p.url, alerts = urls.len(), "detail page arrived late and raised alerts");
+                    Ok(Ok(raised)) => {
+                        if !raised.is_empty() {
+                            info!(source = %source.id, url = %p.url, alerts = raised.len(), "detail page arrived late and raised alerts");
                         }
-                        for u in urls {
-                            engine.delivery.notify(&u);
-                        }
+                        announce(engine, &raised);
                     }
                     Ok(Err(e)) => {
                         warn!(source = %source.id, error = %e, "cannot update item with its detail page");

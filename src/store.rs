@@ -15,6 +15,14 @@
 //! | `dead`    | seq (u64 BE)                         | [`DeadLetter`] as JSON                  |
 //! | `sources` | source id                            | [`SourceState`] as JSON                 |
 //! | `meta`    | name                                 | e.g. `schema` → `1`                     |
+//! | `events`  | `e` ++ event id                      | [`Event`] as JSON                       |
+//! |           | `i` ++ item id                       | [`Placement`] as JSON: its event, its SimHash |
+//! |           | `s` ++ band (1 byte) ++ 8 bits ++ day (u32 BE) ++ item id | SimHash (u64 BE) ++ event id |
+//! | `groups`  | `g` ++ event id ++ 0 ++ department   | [`Group`] as JSON: the alert lifecycle  |
+//! |           | `d` ++ due (ms, u64 BE) ++ event id ++ 0 ++ department | empty: the timer index |
+//! |           | `m` ++ item id ++ 0 ++ department    | empty: the item is counted in that group |
+//! | `volume`  | department ++ 0 ++ `h` ++ hour (i64 BE, sign flipped) | matched items that hour (u32 BE) |
+//! |           | department ++ 0 ++ `s`               | first hour counted (i64 BE)             |
 //!
 //! An item, its identity, its index entries, its alerts and their outbox entries are written in
 //! one transaction; [`Store::flush`] makes them durable before any delivery is attempted.
@@ -23,6 +31,8 @@
 //!
 //! All methods block: callers on the async runtime use `spawn_blocking`.
 
+use crate::alerter::Group;
+use crate::event::Event;
 use crate::item::Item;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -162,6 +172,160 @@ pub struct NewAlert {
     pub department: String,
     pub url: String,
     pub body: String,
+    /// False for a record kept without sending (a silenced alert).
+    pub send: bool,
+}
+
+/// Where an item sits among events.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Placement {
+    pub event: String,
+    /// None for a text too short to cluster.
+    pub simhash: Option<u64>,
+    /// The day it was indexed under (see [`crate::event::day_of`]).
+    #[serde(default)]
+    pub day: u32,
+}
+
+/// A tree of the judging layer, for [`Put`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Space {
+    Events,
+    Groups,
+    Volume,
+}
+
+/// One write (or, with `value: None`, removal) in the judging layer's trees, applied in the
+/// same transaction as the item and alerts it belongs to.
+#[derive(Debug, Clone)]
+pub struct Put {
+    pub space: Space,
+    pub key: Vec<u8>,
+    pub value: Option<Vec<u8>>,
+}
+
+fn prefixed(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
+    let mut k = vec![tag];
+    for p in parts {
+        k.extend_from_slice(p);
+    }
+    k
+}
+
+fn group_key(event: &str, department: &str) -> Vec<u8> {
+    prefixed(b'g', &[event.as_bytes(), &[0], department.as_bytes()])
+}
+
+fn due_key(due: DateTime<Utc>, event: &str, department: &str) -> Vec<u8> {
+    let ms = (due.timestamp_millis().max(0) as u64).to_be_bytes();
+    prefixed(b'd', &[&ms, event.as_bytes(), &[0], department.as_bytes()])
+}
+
+/// Hours as sortable keys: the sign bit flipped so negative hours sort first.
+fn hour_key(department: &str, hour: i64) -> Vec<u8> {
+    let h = (hour as u64 ^ (1 << 63)).to_be_bytes();
+    let mut k = department.as_bytes().to_vec();
+    k.extend_from_slice(&[0, b'h']);
+    k.extend_from_slice(&h);
+    k
+}
+
+fn since_key(department: &str) -> Vec<u8> {
+    let mut k = department.as_bytes().to_vec();
+    k.extend_from_slice(&[0, b's']);
+    k
+}
+
+impl Put {
+    pub fn event(e: &Event) -> Put {
+        Put {
+            space: Space::Events,
+            key: prefixed(b'e', &[e.id.as_bytes()]),
+            value: Some(to_json(e)),
+        }
+    }
+
+    /// The item's placement and, when it has a SimHash, its four band index entries.
+    pub fn placement(item_id: &str, p: &Placement) -> Vec<Put> {
+        let mut out = vec![Put {
+            space: Space::Events,
+            key: prefixed(b'i', &[item_id.as_bytes()]),
+            value: Some(to_json(p)),
+        }];
+        if let Some(h) = p.simhash {
+            let mut value = h.to_be_bytes().to_vec();
+            value.extend_from_slice(p.event.as_bytes());
+            for band in crate::event::bands(h) {
+                out.push(Put {
+                    space: Space::Events,
+                    key: prefixed(b's', &[&band, &p.day.to_be_bytes(), item_id.as_bytes()]),
+                    value: Some(value.clone()),
+                });
+            }
+        }
+        out
+    }
+
+    /// The group and its timer entry (the old one removed when the due time moved).
+    pub fn group(g: &Group, old_due: Option<DateTime<Utc>>) -> Vec<Put> {
+        let mut out = vec![Put {
+            space: Space::Groups,
+            key: group_key(&g.event, &g.department),
+            value: Some(to_json(g)),
+        }];
+        if old_due != g.due {
+            if let Some(d) = old_due {
+                out.push(Put {
+                    space: Space::Groups,
+                    key: due_key(d, &g.event, &g.department),
+                    value: None,
+                });
+            }
+            if let Some(d) = g.due {
+                out.push(Put {
+                    space: Space::Groups,
+                    key: due_key(d, &g.event, &g.department),
+                    value: Some(Vec::new()),
+                });
+            }
+        }
+        out
+    }
+
+    /// Marks an item as counted for a department, so re-processing it counts nothing twice.
+    pub fn counted(item_id: &str, department: &str) -> Put {
+        Put {
+            space: Space::Groups,
+            key: prefixed(b'm', &[item_id.as_bytes(), &[0], department.as_bytes()]),
+            value: Some(Vec::new()),
+        }
+    }
+
+    pub fn volume(department: &str, hour: i64, count: u32, first: bool) -> Vec<Put> {
+        let mut out = vec![Put {
+            space: Space::Volume,
+            key: hour_key(department, hour),
+            value: Some(count.to_be_bytes().to_vec()),
+        }];
+        if first {
+            out.push(Put {
+                space: Space::Volume,
+                key: since_key(department),
+                value: Some(hour.to_be_bytes().to_vec()),
+            });
+        }
+        out
+    }
+}
+
+/// What [`Store::commit`] records besides alerts.
+pub enum Record<'a> {
+    /// A new item (or an updated one: a late detail page).
+    Item(&'a Item),
+    /// An item seen first on another source: only its identity, linked to the first.
+    Duplicate { id: &'a str, first: &'a str },
+    /// Nothing but alerts and judging state (a group whose wait is over).
+    Nothing,
 }
 
 /// What [`Store::commit_item`] did.
@@ -186,6 +350,9 @@ pub struct Store {
     outbox: sled::Tree,
     dead: sled::Tree,
     sources: sled::Tree,
+    events: sled::Tree,
+    groups: sled::Tree,
+    volume: sled::Tree,
 }
 
 fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
@@ -255,6 +422,9 @@ impl Store {
             outbox: db.open_tree("outbox")?,
             dead: db.open_tree("dead")?,
             sources: db.open_tree("sources")?,
+            events: db.open_tree("events")?,
+            groups: db.open_tree("groups")?,
+            volume: db.open_tree("volume")?,
             db,
         })
     }
@@ -338,39 +508,41 @@ impl Store {
         Ok(None)
     }
 
-    /// Records an item seen elsewhere first: only its identity, linked to the first.
-    pub fn commit_duplicate(
+    /// Writes an item (or a duplicate's identity), its index entries, the judging layer's
+    /// changes, alerts and their outbox entries in one transaction. An alert id already in
+    /// the store is never recorded or queued again.
+    pub fn commit(
         &self,
-        item_id: &str,
-        first: &str,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        let rec = SeenRecord {
-            first_seen: now,
-            last_seen: now,
-            duplicate_of: Some(first.to_string()),
-        };
-        self.seen.insert(item_id, to_json(&rec))?;
-        Ok(())
-    }
-
-    /// Writes a new item, its identity, index entries, alerts and outbox entries atomically.
-    pub fn commit_item(
-        &self,
-        item: &Item,
+        record: Record<'_>,
         alerts: &[NewAlert],
+        puts: &[Put],
         now: DateTime<Utc>,
     ) -> Result<Committed, StoreError> {
-        let item_json = to_json(item);
+        let (item, item_json) = match &record {
+            Record::Item(i) => (Some(*i), to_json(*i)),
+            _ => (None, Vec::new()),
+        };
         let seen_json = to_json(&SeenRecord {
             first_seen: now,
             last_seen: now,
-            duplicate_of: None,
+            duplicate_of: match &record {
+                Record::Duplicate { first, .. } => Some(first.to_string()),
+                _ => None,
+            },
         });
+        let seen_id: Option<&str> = match &record {
+            Record::Item(i) => Some(&i.id),
+            Record::Duplicate { id, .. } => Some(id),
+            Record::Nothing => None,
+        };
         let mut prepared = Vec::with_capacity(alerts.len());
         for a in alerts {
-            let (key, entry) = self.new_outbox_entry(a, now)?;
-            prepared.push((a, key, entry));
+            let out = if a.send {
+                Some(self.new_outbox_entry(a, now)?)
+            } else {
+                None
+            };
+            prepared.push((a, out));
         }
         let time_key = |id: &str| {
             let mut k = (now.timestamp_millis().max(0) as u64)
@@ -387,41 +559,211 @@ impl Store {
             &self.alerts,
             &self.outbox,
             &self.alert_times,
+            &self.events,
+            &self.groups,
+            &self.volume,
         )
-            .transaction(|(items, seen, urls, hashes, alerts_t, outbox, times)| {
-                items.insert(item.id.as_bytes(), item_json.as_slice())?;
-                // An update (a late detail page) keeps the original first-seen record.
-                if seen.get(item.id.as_bytes())?.is_none() {
-                    seen.insert(item.id.as_bytes(), seen_json.as_slice())?;
-                }
-                if let Some(u) = &item.canonical_url {
-                    if urls.get(u.as_bytes())?.is_none() {
-                        urls.insert(u.as_bytes(), item.id.as_bytes())?;
+            .transaction(
+                |(items, seen, urls, hashes, alerts_t, outbox, times, events, groups, volume)| {
+                    if let Some(item) = item {
+                        items.insert(item.id.as_bytes(), item_json.as_slice())?;
+                        if let Some(u) = &item.canonical_url {
+                            if urls.get(u.as_bytes())?.is_none() {
+                                urls.insert(u.as_bytes(), item.id.as_bytes())?;
+                            }
+                        }
+                        if let Some(h) = &item.content_hash {
+                            if hashes.get(h.as_bytes())?.is_none() {
+                                hashes.insert(h.as_bytes(), item.id.as_bytes())?;
+                            }
+                        }
                     }
-                }
-                if let Some(h) = &item.content_hash {
-                    if hashes.get(h.as_bytes())?.is_none() {
-                        hashes.insert(h.as_bytes(), item.id.as_bytes())?;
+                    // An update (a late detail page) keeps the original first-seen record.
+                    if let Some(id) = seen_id {
+                        if seen.get(id.as_bytes())?.is_none() {
+                            seen.insert(id.as_bytes(), seen_json.as_slice())?;
+                        }
                     }
-                }
-                let mut queued = Vec::new();
-                for (a, key, entry) in &prepared {
-                    if alerts_t.get(a.id.as_bytes())?.is_some() {
-                        continue;
+                    for p in puts {
+                        let tree = match p.space {
+                            Space::Events => events,
+                            Space::Groups => groups,
+                            Space::Volume => volume,
+                        };
+                        match &p.value {
+                            Some(v) => tree.insert(p.key.as_slice(), v.as_slice())?,
+                            None => tree.remove(p.key.as_slice())?,
+                        };
                     }
-                    alerts_t.insert(a.id.as_bytes(), a.body.as_bytes())?;
-                    times.insert(time_key(&a.id), &[] as &[u8])?;
-                    outbox.insert(key.as_slice(), entry.as_slice())?;
-                    queued.push(a.id.clone());
-                }
-                Ok::<_, ConflictableTransactionError<()>>(queued)
-            });
+                    let mut queued = Vec::new();
+                    for (a, out) in &prepared {
+                        if alerts_t.get(a.id.as_bytes())?.is_some() {
+                            continue;
+                        }
+                        alerts_t.insert(a.id.as_bytes(), a.body.as_bytes())?;
+                        times.insert(time_key(&a.id), &[] as &[u8])?;
+                        if let Some((key, entry)) = out {
+                            outbox.insert(key.as_slice(), entry.as_slice())?;
+                            queued.push(a.id.clone());
+                        }
+                    }
+                    Ok::<_, ConflictableTransactionError<()>>(queued)
+                },
+            );
         match result {
             Ok(queued) => Ok(Committed { queued }),
             Err(TransactionError::Storage(e)) => Err(StoreError::Sled(e)),
             // Our closure never aborts.
             Err(TransactionError::Abort(())) => Ok(Committed::default()),
         }
+    }
+
+    pub fn event(&self, id: &str) -> Result<Option<Event>, StoreError> {
+        let key = prefixed(b'e', &[id.as_bytes()]);
+        match self.events.get(&key)? {
+            Some(v) => Ok(Some(from_json("events", &key, &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn placement(&self, item_id: &str) -> Result<Option<Placement>, StoreError> {
+        let key = prefixed(b'i', &[item_id.as_bytes()]);
+        match self.events.get(&key)? {
+            Some(v) => Ok(Some(from_json("events", &key, &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Items indexed on days `from..=to` whose SimHash shares a band with `hash`: (item id,
+    /// its SimHash, its event).
+    pub fn simhash_candidates(
+        &self,
+        hash: u64,
+        from: u32,
+        to: u32,
+    ) -> Result<Vec<(String, u64, String)>, StoreError> {
+        let mut out: Vec<(String, u64, String)> = Vec::new();
+        let mut listed = std::collections::HashSet::new();
+        for (band, day) in crate::event::bands(hash)
+            .into_iter()
+            .flat_map(|b| (from..=to).map(move |d| (b, d)))
+        {
+            let prefix = prefixed(b's', &[&band, &day.to_be_bytes()]);
+            for kv in self.events.scan_prefix(&prefix) {
+                let (k, v) = kv?;
+                if v.len() < 8 {
+                    continue;
+                }
+                let item = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+                if !listed.insert(item.clone()) {
+                    continue;
+                }
+                let mut h = [0u8; 8];
+                h.copy_from_slice(&v[..8]);
+                let event = String::from_utf8_lossy(&v[8..]).into_owned();
+                out.push((item, u64::from_be_bytes(h), event));
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn was_counted(&self, item_id: &str, department: &str) -> Result<bool, StoreError> {
+        let key = prefixed(b'm', &[item_id.as_bytes(), &[0], department.as_bytes()]);
+        Ok(self.groups.contains_key(key)?)
+    }
+
+    pub fn group(&self, event: &str, department: &str) -> Result<Option<Group>, StoreError> {
+        let key = group_key(event, department);
+        match self.groups.get(&key)? {
+            Some(v) => Ok(Some(from_json("groups", &key, &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every department's group on an event.
+    pub fn groups_of(&self, event: &str) -> Result<Vec<Group>, StoreError> {
+        let prefix = prefixed(b'g', &[event.as_bytes(), &[0]]);
+        let mut out = Vec::new();
+        for kv in self.groups.scan_prefix(&prefix) {
+            let (k, v) = kv?;
+            out.push(from_json("groups", &k, &v)?);
+        }
+        Ok(out)
+    }
+
+    /// All groups (for the API's list of open matters), newest activity first.
+    pub fn all_groups(&self) -> Result<Vec<Group>, StoreError> {
+        let mut out: Vec<Group> = Vec::new();
+        for kv in self.groups.scan_prefix([b'g']) {
+            let (k, v) = kv?;
+            out.push(from_json("groups", &k, &v)?);
+        }
+        out.sort_by_key(|g| std::cmp::Reverse(g.updated));
+        Ok(out)
+    }
+
+    /// Groups whose timer has run out by `now`: (event, department).
+    pub fn due_groups(&self, now: DateTime<Utc>) -> Result<Vec<(String, String)>, StoreError> {
+        let end = prefixed(
+            b'd',
+            &[&(now.timestamp_millis().max(0) as u64 + 1).to_be_bytes()],
+        );
+        let mut out = Vec::new();
+        for kv in self.groups.range(vec![b'd']..end) {
+            let (k, _) = kv?;
+            let rest = &k[9..];
+            if let Some(z) = rest.iter().position(|b| *b == 0) {
+                out.push((
+                    String::from_utf8_lossy(&rest[..z]).into_owned(),
+                    String::from_utf8_lossy(&rest[z + 1..]).into_owned(),
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    /// A department's matched items per hour in `from..=to`, and the first hour it counted.
+    pub fn volume(
+        &self,
+        department: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<(std::collections::BTreeMap<i64, u32>, Option<i64>), StoreError> {
+        let mut out = std::collections::BTreeMap::new();
+        for kv in self
+            .volume
+            .range(hour_key(department, from)..=hour_key(department, to))
+        {
+            let (k, v) = kv?;
+            if k.len() < 8 || v.len() != 4 {
+                continue;
+            }
+            let mut h = [0u8; 8];
+            h.copy_from_slice(&k[k.len() - 8..]);
+            let hour = (u64::from_be_bytes(h) ^ (1 << 63)) as i64;
+            let mut c = [0u8; 4];
+            c.copy_from_slice(&v);
+            out.insert(hour, u32::from_be_bytes(c));
+        }
+        let since = self.volume.get(since_key(department))?.and_then(|v| {
+            let b: [u8; 8] = v.as_ref().try_into().ok()?;
+            Some(i64::from_be_bytes(b))
+        });
+        Ok((out, since))
+    }
+
+    pub fn event_count(&self) -> usize {
+        self.events.scan_prefix([b'e']).count()
+    }
+
+    /// An item and its alerts, without judging state.
+    pub fn commit_item(
+        &self,
+        item: &Item,
+        alerts: &[NewAlert],
+        now: DateTime<Utc>,
+    ) -> Result<Committed, StoreError> {
+        self.commit(Record::Item(item), alerts, &[], now)
     }
 
     /// The outbox key (destination ++ sequence) and serialised entry for a new alert.
@@ -747,6 +1089,19 @@ impl Store {
                     }
                 }
                 self.items.remove(&k)?;
+                let item_id = String::from_utf8_lossy(&k).into_owned();
+                if let Some(p) = self.placement(&item_id)? {
+                    for put in Put::placement(&item_id, &p) {
+                        self.events.remove(put.key)?;
+                    }
+                }
+                for kv in self
+                    .groups
+                    .scan_prefix(prefixed(b'm', &[item_id.as_bytes(), &[0]]))
+                {
+                    let (mk, _) = kv?;
+                    self.groups.remove(mk)?;
+                }
                 report.items += 1;
             }
         }
@@ -774,6 +1129,36 @@ impl Store {
                 report.alerts += 1;
             }
         }
+        // Events and groups change under the ingest lock; so does their retention.
+        let _exclusive = self.ingest_guard();
+        for kv in self.events.scan_prefix([b'e']) {
+            let (k, v) = kv?;
+            let Ok(event) = from_json::<Event>("events", &k, &v) else {
+                continue;
+            };
+            if event.last_seen < cutoff {
+                for g in self.groups_of(&event.id)? {
+                    self.groups.remove(group_key(&g.event, &g.department))?;
+                    if let Some(d) = g.due {
+                        self.groups.remove(due_key(d, &g.event, &g.department))?;
+                    }
+                }
+                self.events.remove(&k)?;
+                report.events += 1;
+            }
+        }
+        let oldest_hour = crate::event::hour_of(cutoff);
+        for kv in self.volume.iter() {
+            let (k, _) = kv?;
+            let n = k.len();
+            if n >= 10 && k[n - 10] == 0 && k[n - 9] == b'h' {
+                let mut h = [0u8; 8];
+                h.copy_from_slice(&k[n - 8..]);
+                if ((u64::from_be_bytes(h) ^ (1 << 63)) as i64) < oldest_hour {
+                    self.volume.remove(&k)?;
+                }
+            }
+        }
         let cutoff_key = (cutoff.timestamp_millis().max(0) as u64).to_be_bytes();
         for kv in self.alert_times.range(..cutoff_key.as_slice()) {
             let (k, _) = kv?;
@@ -790,6 +1175,7 @@ impl Store {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct PruneReport {
     pub items: usize,
+    pub events: usize,
     pub identities: usize,
     pub alerts: usize,
 }
@@ -833,6 +1219,7 @@ mod tests {
             department: "d".into(),
             url: "http://127.0.0.1:1/hook".into(),
             body: format!("{{\"id\":\"{id}\"}}"),
+            send: true,
         };
         let c = store
             .commit_item(&item("i1", "s", "https://a.cn/1"), &[mk("a1")], now)

@@ -514,8 +514,13 @@ keywords = ["无限时长"]
         "page 2 read once, then page 1 was all known"
     );
     assert!(server.requests("/list_3.html").is_empty(), "max_pages = 2");
-    // The same title on pages 1 and 2 is two posts (two links): two alerts.
-    assert_eq!(receiver.acked().len(), 2);
+    // The same title on pages 1 and 2 is two posts (two links) of one story: one event, and
+    // its alert lists both.
+    let got = receiver.acked();
+    assert_eq!(got.len(), 1);
+    let items = got[0].json()["items"].as_array().unwrap().clone();
+    assert_eq!(items.len(), 2, "{items:?}");
+    assert_ne!(items[0]["url"], items[1]["url"]);
     let store = Store::open(&ws.data_dir(), 8 << 20).unwrap();
     assert_eq!(store.item_count(), 50);
 }

@@ -9,7 +9,10 @@ pub mod span;
 use crate::charset;
 use crate::source::{html, json};
 use chrono_tz::Tz;
-use raw::{RawDaemon, RawDefaults, RawDepartment, RawOpsWebhook, RawSource, RawWebhook};
+use raw::{
+    RawAssess, RawDaemon, RawDefaults, RawDepartment, RawOpsWebhook, RawSilence, RawSource,
+    RawWebhook,
+};
 use span::{KeyPath, Locator, Seg};
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -38,6 +41,10 @@ pub struct Config {
     pub ops: Option<OpsSettings>,
     /// `[lists]`: named keyword lists rules use as `@name`.
     pub lists: BTreeMap<String, Vec<String>>,
+    /// `[assess]`: events, levels, grouping.
+    pub assess: AssessSettings,
+    /// `[[silence]]`s, in file order.
+    pub silences: Vec<Silence>,
     /// Things worth saying that do not stop the daemon (e.g. a very short interval).
     pub warnings: Vec<String>,
 }
@@ -235,6 +242,8 @@ pub struct Source {
     /// Set for `kind = "json"`.
     pub json: Option<Arc<JsonSource>>,
     pub auth: Auth,
+    /// How much this source's items count in the risk score.
+    pub weight: f64,
 }
 
 impl Source {
@@ -264,6 +273,7 @@ impl Source {
             html: None,
             json: None,
             auth: Auth::default(),
+            weight: 1.0,
         }
     }
 
@@ -290,6 +300,81 @@ pub struct Department {
     pub exclude: Vec<String>,
     pub rules: Vec<crate::rules::Rule>,
     pub webhook: Url,
+}
+
+/// How matches are judged (研判): the weights of the score's factors, the level thresholds and
+/// the alert lifecycle's timings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AssessSettings {
+    /// The first alert of an event waits this long to fold near-simultaneous items in; zero
+    /// folds only the items of one poll.
+    pub group_wait: Duration,
+    /// A growing event that has not changed level is re-sent at most this often.
+    pub repeat_interval: Duration,
+    /// An item joins an event last seen at most this long ago.
+    pub event_window: Duration,
+    /// Local (daemon timezone) times between which alerts below orange (重大) are held.
+    pub quiet_hours: Option<(chrono::NaiveTime, chrono::NaiveTime)>,
+    pub spike_k: f64,
+    pub spike_days: u32,
+    pub spike_min: u32,
+    /// Items after a response that make a renewed rise.
+    pub after_response_rise: u32,
+    /// Extra negative words (weight 1) on top of the shipped lexicon.
+    pub negative_words: Vec<String>,
+    pub weights: Weights,
+    /// Score thresholds for yellow, orange, red.
+    pub levels: [f64; 3],
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Weights {
+    pub rules: f64,
+    pub source: f64,
+    pub engagement: f64,
+    pub spread: f64,
+    pub velocity: f64,
+    pub sentiment: f64,
+}
+
+impl Default for AssessSettings {
+    fn default() -> Self {
+        AssessSettings {
+            group_wait: Duration::ZERO,
+            repeat_interval: Duration::from_secs(4 * 3600),
+            event_window: Duration::from_secs(3 * 86_400),
+            quiet_hours: None,
+            spike_k: 3.0,
+            spike_days: 7,
+            spike_min: 5,
+            after_response_rise: 3,
+            negative_words: Vec::new(),
+            weights: Weights {
+                rules: 1.0,
+                source: 1.0,
+                engagement: 1.0,
+                spread: 1.0,
+                velocity: 1.0,
+                sentiment: 1.0,
+            },
+            levels: [6.0, 10.0, 15.0],
+        }
+    }
+}
+
+/// A silence: while `starts <= now < ends`, alerts matching all of its matchers are recorded
+/// but not sent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Silence {
+    pub id: String,
+    pub department: Option<String>,
+    pub rule: Option<String>,
+    pub source: Option<String>,
+    /// Matched against the normalised title and text.
+    pub text: Option<String>,
+    pub starts: Option<chrono::DateTime<chrono::Utc>>,
+    pub ends: chrono::DateTime<chrono::Utc>,
+    pub comment: String,
 }
 
 #[derive(Debug, Clone)]
@@ -651,6 +736,8 @@ impl Validator {
             .contains_key("ops_webhook")
             .then(|| self.section(&mut top, "ops_webhook"));
         let lists_raw: BTreeMap<String, Vec<String>> = self.section(&mut top, "lists");
+        let assess_raw: RawAssess = self.section(&mut top, "assess");
+        let silences_raw: Vec<(usize, Option<RawSilence>)> = self.array(&mut top, "silence");
         let sources: Vec<(usize, Option<RawSource>)> = self.array(&mut top, "source");
         let departments: Vec<(usize, Option<RawDepartment>)> = self.array(&mut top, "department");
         let mut unknown: Vec<String> = top.keys().cloned().collect();
@@ -663,7 +750,7 @@ impl Validator {
             self.issue(
                 &at,
                 Some(&key),
-                "unknown section (expected daemon, defaults, source, department, webhook, ops_webhook, lists)",
+                "unknown section (expected daemon, defaults, source, department, webhook, ops_webhook, lists, assess, silence)",
             );
         }
 
@@ -680,6 +767,8 @@ impl Validator {
             .collect();
         let sources = self.sources(sources, &base);
         let ops = self.ops(ops_raw);
+        let assess = self.assess(assess_raw);
+        let silences = self.silences(silences_raw, &sources, &departments);
         if sources.is_empty() && self.issues.is_empty() {
             self.warnings
                 .push("no [[source]] configured: the daemon will poll nothing".into());
@@ -693,8 +782,244 @@ impl Validator {
             webhook: webhook?,
             ops,
             lists,
+            assess,
+            silences,
             warnings: Vec::new(),
         })
+    }
+
+    /// A finite, non-negative number (a weight or a threshold).
+    fn factor(&mut self, at: &At<'_>, key: &str, value: Option<f64>, default: f64) -> f64 {
+        match value {
+            None => default,
+            Some(v) if v.is_finite() && (0.0..=1000.0).contains(&v) => v,
+            Some(v) => {
+                self.issue(
+                    at,
+                    Some(key),
+                    format!("{v} must be a number from 0 to 1000"),
+                );
+                default
+            }
+        }
+    }
+
+    fn assess(&mut self, raw: RawAssess) -> AssessSettings {
+        let at = At {
+            path: KeyPath::root().key("assess"),
+            label: None,
+        };
+        let mut out = AssessSettings::default();
+        // Zero is meaningful here: no wait beyond the poll's own batch.
+        if let Some(s) = raw.group_wait.as_deref() {
+            match humantime::parse_duration(s.trim()) {
+                Ok(d) if d <= Duration::from_secs(3600) => out.group_wait = d,
+                Ok(_) => self.issue(
+                    &at,
+                    Some("group_wait"),
+                    format!("{s:?} is longer than an hour: alerts would be late"),
+                ),
+                Err(_) => self.issue(
+                    &at,
+                    Some("group_wait"),
+                    format!("{s:?} is not a duration (write e.g. \"0s\", \"30s\", \"2m\")"),
+                ),
+            }
+        }
+        if let Some(d) = self.duration(&at, "repeat_interval", raw.repeat_interval.as_deref()) {
+            out.repeat_interval = d;
+        }
+        if let Some(d) = self.duration(&at, "event_window", raw.event_window.as_deref()) {
+            out.event_window = d;
+        }
+        if let Some(s) = raw.quiet_hours.as_deref() {
+            match parse_quiet_hours(s) {
+                Some(q) => out.quiet_hours = Some(q),
+                None => self.issue(
+                    &at,
+                    Some("quiet_hours"),
+                    format!("{s:?} is not a time range (write e.g. \"22:00-07:00\")"),
+                ),
+            }
+        }
+        out.spike_k = self.factor(&at, "spike_k", raw.spike_k, out.spike_k);
+        out.spike_days = match raw.spike_days {
+            None => out.spike_days,
+            Some(n) if (1..=60).contains(&n) => n as u32,
+            Some(n) => {
+                self.issue(
+                    &at,
+                    Some("spike_days"),
+                    format!("{n} must be between 1 and 60"),
+                );
+                out.spike_days
+            }
+        };
+        out.spike_min =
+            self.positive(&at, "spike_min", raw.spike_min, out.spike_min as usize) as u32;
+        out.after_response_rise = self.positive(
+            &at,
+            "after_response_rise",
+            raw.after_response_rise,
+            out.after_response_rise as usize,
+        ) as u32;
+        if let Some(words) = &raw.negative_words {
+            out.negative_words = self.keyword_list(&at, "negative_words", words);
+        }
+        if let Some(w) = raw.weights {
+            let at = At {
+                path: at.path.key("weights"),
+                label: None,
+            };
+            let d = out.weights.clone();
+            out.weights = Weights {
+                rules: self.factor(&at, "rules", w.rules, d.rules),
+                source: self.factor(&at, "source", w.source, d.source),
+                engagement: self.factor(&at, "engagement", w.engagement, d.engagement),
+                spread: self.factor(&at, "spread", w.spread, d.spread),
+                velocity: self.factor(&at, "velocity", w.velocity, d.velocity),
+                sentiment: self.factor(&at, "sentiment", w.sentiment, d.sentiment),
+            };
+        }
+        if let Some(l) = raw.levels {
+            let at = At {
+                path: at.path.key("levels"),
+                label: None,
+            };
+            let [y, o, r] = out.levels;
+            let levels = [
+                self.factor(&at, "yellow", l.yellow, y),
+                self.factor(&at, "orange", l.orange, o),
+                self.factor(&at, "red", l.red, r),
+            ];
+            if levels[0] < levels[1] && levels[1] < levels[2] {
+                out.levels = levels;
+            } else {
+                self.issue(
+                    &at,
+                    None,
+                    format!(
+                        "thresholds must rise: yellow < orange < red (got {} / {} / {})",
+                        levels[0], levels[1], levels[2]
+                    ),
+                );
+            }
+        }
+        out
+    }
+
+    fn silences(
+        &mut self,
+        raws: Vec<(usize, Option<RawSilence>)>,
+        sources: &[Source],
+        departments: &[Department],
+    ) -> Vec<Silence> {
+        let mut out = Vec::new();
+        let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+        for (i, raw) in raws {
+            let Some(raw) = raw else { continue };
+            let at = At {
+                path: KeyPath::root().key("silence").index(i),
+                label: raw.id.as_deref(),
+            };
+            let id = match raw.id.as_deref() {
+                Some(_) => self.element_id(
+                    &at,
+                    raw.id.as_deref(),
+                    i,
+                    &mut seen,
+                    "silence",
+                    "is missing",
+                ),
+                None => Some(format!("silence-{}", i + 1)),
+            };
+            let time = |v: &mut Self,
+                        key: &str,
+                        s: Option<&str>|
+             -> Option<chrono::DateTime<chrono::Utc>> {
+                let s = s?;
+                match chrono::DateTime::parse_from_rfc3339(s.trim()) {
+                    Ok(t) => Some(t.with_timezone(&chrono::Utc)),
+                    Err(_) => {
+                        v.issue(&at, Some(key), format!("{s:?} is not an RFC 3339 time (write e.g. \"2026-12-01T08:00:00+08:00\")"));
+                        None
+                    }
+                }
+            };
+            let starts = time(self, "starts", raw.starts.as_deref());
+            let ends = match raw.ends.as_deref() {
+                None => {
+                    self.issue(
+                        &at,
+                        Some("ends"),
+                        "is missing: a silence must end (a permanent one belongs in `exclude`)",
+                    );
+                    None
+                }
+                s => time(self, "ends", s),
+            };
+            if let (Some(s), Some(e)) = (starts, ends) {
+                if e <= s {
+                    self.issue(&at, Some("ends"), "is not after `starts`");
+                }
+            }
+            if let Some(d) = &raw.department {
+                if !departments.iter().any(|x| &x.id == d) {
+                    self.issue(
+                        &at,
+                        Some("department"),
+                        format!("{d:?} is not a configured department"),
+                    );
+                }
+            }
+            if let Some(src) = &raw.source {
+                if !sources.iter().any(|x| &x.id == src) {
+                    self.issue(
+                        &at,
+                        Some("source"),
+                        format!("{src:?} is not a configured source"),
+                    );
+                }
+            }
+            let text = raw
+                .text
+                .as_deref()
+                .map(crate::text::normalize_pattern)
+                .filter(|t| !t.is_empty());
+            if raw.text.is_some() && text.is_none() {
+                self.issue(&at, Some("text"), "is empty after normalisation");
+            }
+            if raw.department.is_none()
+                && raw.rule.is_none()
+                && raw.source.is_none()
+                && text.is_none()
+            {
+                self.issue(
+                    &at,
+                    None,
+                    "has no matcher: give at least one of department, rule, source, text",
+                );
+            }
+            let comment = raw.comment.clone().unwrap_or_default();
+            if comment.trim().is_empty() {
+                self.warnings.push(format!(
+                    "silence[{i}] has no comment: say why alerts are held back"
+                ));
+            }
+            if let (Some(id), Some(ends)) = (id, ends) {
+                out.push(Silence {
+                    id,
+                    department: raw.department,
+                    rule: raw.rule,
+                    source: raw.source,
+                    text,
+                    starts,
+                    ends,
+                    comment,
+                });
+            }
+        }
+        out
     }
 
     fn daemon(&mut self, raw: RawDaemon) -> Option<DaemonSettings> {
@@ -1118,6 +1443,7 @@ impl Validator {
                     file: raw.token_file.clone().map(PathBuf::from),
                 },
             };
+            let weight = self.factor(&at, "weight", raw.weight, 1.0);
             if let (Some(id), Some(kind), Some(url)) = (id, kind, url) {
                 out.push(Source {
                     id,
@@ -1141,6 +1467,7 @@ impl Validator {
                     html,
                     json,
                     auth,
+                    weight,
                 });
             }
         }
@@ -1739,6 +2066,14 @@ impl SourceBase {
     }
 }
 
+/// "22:00-07:00" → (22:00, 07:00); the range may wrap past midnight.
+fn parse_quiet_hours(s: &str) -> Option<(chrono::NaiveTime, chrono::NaiveTime)> {
+    let (a, b) = s.split_once('-')?;
+    let t = |x: &str| chrono::NaiveTime::parse_from_str(x.trim(), "%H:%M").ok();
+    let (a, b) = (t(a)?, t(b)?);
+    (a != b).then_some((a, b))
+}
+
 fn valid_id(id: &str) -> bool {
     id.chars()
         .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.'))
@@ -2011,6 +2346,8 @@ keywords = []
             ("department", expected::<RawDepartment>()),
             ("webhook", expected::<RawWebhook>()),
             ("ops_webhook", expected::<RawOpsWebhook>()),
+            ("assess", expected::<RawAssess>()),
+            ("silence", expected::<RawSilence>()),
         ];
         for (name, mut from_serde) in pairs.drain(..) {
             let mut ours: Vec<String> = raw::known_keys(name)

@@ -79,6 +79,9 @@ pub struct RawSource {
     pub cookie_env: Option<String>,
     pub token_env: Option<String>,
     pub token_file: Option<String>,
+    /// How much an item from this source counts in the risk score (an official outlet above
+    /// an anonymous forum); 1.0 when unset.
+    pub weight: Option<f64>,
 }
 
 impl RawSource {
@@ -155,6 +158,57 @@ pub struct RawOpsWebhook {
     pub silent_after: Option<String>,
 }
 
+/// `[assess]`: how matches become events, levels and alerts (研判).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAssess {
+    pub group_wait: Option<String>,
+    pub repeat_interval: Option<String>,
+    pub event_window: Option<String>,
+    pub quiet_hours: Option<String>,
+    pub spike_k: Option<f64>,
+    pub spike_days: Option<i64>,
+    pub spike_min: Option<i64>,
+    pub after_response_rise: Option<i64>,
+    pub negative_words: Option<Vec<String>>,
+    pub weights: Option<RawWeights>,
+    pub levels: Option<RawLevels>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWeights {
+    pub rules: Option<f64>,
+    pub source: Option<f64>,
+    pub engagement: Option<f64>,
+    pub spread: Option<f64>,
+    pub velocity: Option<f64>,
+    pub sentiment: Option<f64>,
+}
+
+/// Score thresholds of the levels above blue (一般).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLevels {
+    pub yellow: Option<f64>,
+    pub orange: Option<f64>,
+    pub red: Option<f64>,
+}
+
+/// `[[silence]]`: alerts matching every given matcher are recorded but not sent while it lasts.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSilence {
+    pub id: Option<String>,
+    pub department: Option<String>,
+    pub rule: Option<String>,
+    pub source: Option<String>,
+    pub text: Option<String>,
+    pub starts: Option<String>,
+    pub ends: Option<String>,
+    pub comment: Option<String>,
+}
+
 /// The keys each section accepts (kept equal to the structs by a test), so that every unknown
 /// key can be reported at once instead of serde's first.
 pub fn known_keys(section: &str) -> &'static [&'static str] {
@@ -213,6 +267,7 @@ pub fn known_keys(section: &str) -> &'static [&'static str] {
             "cookie_env",
             "token_env",
             "token_file",
+            "weight",
         ],
         "department" => &["id", "name", "keywords", "exclude", "rules", "webhook"],
         "webhook" => &["url", "secret_env", "secret_file", "timeout", "max_backoff"],
@@ -222,6 +277,29 @@ pub fn known_keys(section: &str) -> &'static [&'static str] {
             "secret_file",
             "failures",
             "silent_after",
+        ],
+        "assess" => &[
+            "group_wait",
+            "repeat_interval",
+            "event_window",
+            "quiet_hours",
+            "spike_k",
+            "spike_days",
+            "spike_min",
+            "after_response_rise",
+            "negative_words",
+            "weights",
+            "levels",
+        ],
+        "silence" => &[
+            "id",
+            "department",
+            "rule",
+            "source",
+            "text",
+            "starts",
+            "ends",
+            "comment",
         ],
         _ => &[],
     }

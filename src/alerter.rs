@@ -1,0 +1,644 @@
+//! Owns the alert lifecycle between matching and the outbox, per (department, event): the
+//! first alert after `group_wait` folding near-simultaneous items, silence while the level
+//! holds, `escalated` when it rises (or reaction rises again after a response), `repeat`
+//! after `repeat_interval` with growth, spikes of a department's volume, silences and quiet
+//! hours. Every decision is written to the store in the same transaction as the item or the
+//! alert it concerns, so a restart neither loses nor repeats one.
+
+use crate::alert::{self, Alert, EventRef, FoldedItem, SilenceRef};
+use crate::assess::{self, Inputs, Level, Lexicon, Score};
+use crate::config::{AssessSettings, Config, Department, Silence};
+use crate::event::{self, Event};
+use crate::item::{short_hash, Item};
+use crate::rules::DepartmentMatch;
+use crate::store::{NewAlert, Placement, Put, Record, Store, StoreError};
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeSet, HashMap};
+
+/// Items listed in one alert at most; more wait for the next one.
+const MAX_PENDING: usize = 1000;
+/// Near-duplicate candidates confirmed at most per item (closest first).
+const MAX_CONFIRM: usize = 8;
+
+/// The last alert sent for a group.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Sent {
+    pub level: Level,
+    pub at: DateTime<Utc>,
+    /// The event's item count when it was sent, to tell growth.
+    pub event_items: u64,
+}
+
+/// One department's view of one event: what matched, what was sent, what waits.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Group {
+    pub event: String,
+    pub department: String,
+    pub opened: DateTime<Utc>,
+    pub updated: DateTime<Utc>,
+    /// Items of the event that matched this department.
+    pub matched: u64,
+    pub rule_weight: f64,
+    pub negative: f64,
+    pub negative_words: Vec<String>,
+    pub rules: BTreeSet<String>,
+    pub sources: BTreeSet<String>,
+    /// Matched items not yet reported.
+    pub pending: Vec<FoldedItem>,
+    /// The matching detail (hits, snippet, rules) of the first pending item.
+    pub draft: Option<Box<Alert>>,
+    /// When the pending alert goes out.
+    pub due: Option<DateTime<Utc>>,
+    pub kind: Option<String>,
+    pub after_response: bool,
+    pub sent: Option<Sent>,
+    /// Alerts sent so far (part of each alert's id).
+    pub seq: u32,
+    /// Set once a rise after the latest response has been escalated.
+    pub escalated_after_response: bool,
+    /// The level last computed (for the API).
+    pub level: Level,
+    pub score: f64,
+    /// The silence that last held this group's alert back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub silenced: Option<String>,
+}
+
+impl Group {
+    fn open(event: &str, department: &str, now: DateTime<Utc>) -> Group {
+        Group {
+            event: event.to_string(),
+            department: department.to_string(),
+            opened: now,
+            updated: now,
+            matched: 0,
+            rule_weight: 0.0,
+            negative: 0.0,
+            negative_words: Vec::new(),
+            rules: BTreeSet::new(),
+            sources: BTreeSet::new(),
+            pending: Vec::new(),
+            draft: None,
+            due: None,
+            kind: None,
+            after_response: false,
+            sent: None,
+            seq: 0,
+            escalated_after_response: false,
+            level: Level::Blue,
+            score: 0.0,
+            silenced: None,
+        }
+    }
+}
+
+/// An alert queued for sending, for waking delivery and metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Raised {
+    pub id: String,
+    pub url: String,
+    pub department: String,
+    pub level: String,
+    pub kind: String,
+}
+
+/// The judging configuration in force, built once per (re)load.
+pub struct Judge {
+    pub settings: AssessSettings,
+    pub silences: Vec<Silence>,
+    pub tz: Tz,
+    pub lexicon: Lexicon,
+    pub source_weights: HashMap<String, f64>,
+    pub departments: Vec<Department>,
+    pub rule_set: String,
+}
+
+/// What judging one item produced: writes for its transaction and alerts raised at once.
+#[derive(Debug, Default)]
+pub struct Judged {
+    pub puts: Vec<Put>,
+    pub alerts: Vec<NewAlert>,
+    pub raised: Vec<Raised>,
+    pub event: Option<String>,
+}
+
+impl Judge {
+    pub fn new(config: &Config, rule_set: &str) -> Judge {
+        let mut j = Judge::with(config.assess.clone(), config.departments.clone(), rule_set);
+        j.silences = config.silences.clone();
+        j.tz = config.daemon.timezone;
+        j.source_weights = config
+            .sources
+            .iter()
+            .map(|s| (s.id.clone(), s.weight))
+            .collect();
+        j
+    }
+
+    /// A judge without silences or source weights, in Beijing time (tools and benchmarks).
+    pub fn with(settings: AssessSettings, departments: Vec<Department>, rule_set: &str) -> Judge {
+        Judge {
+            lexicon: Lexicon::new(&settings.negative_words),
+            settings,
+            silences: Vec::new(),
+            tz: chrono_tz::Asia::Shanghai,
+            source_weights: HashMap::new(),
+            departments,
+            rule_set: rule_set.to_string(),
+        }
+    }
+
+    fn department(&self, id: &str) -> Option<&Department> {
+        self.departments.iter().find(|d| d.id == id)
+    }
+
+    /// Places `item` in an event and folds its matches into the departments' groups. The
+    /// caller commits `puts` and `alerts` with the item, then calls [`Judge::flush_due`].
+    /// `duplicate_of` is the first copy of the same story on another source.
+    pub fn judge(
+        &self,
+        store: &Store,
+        item: &Item,
+        matches: &[DepartmentMatch],
+        duplicate_of: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Judged, StoreError> {
+        let mut out = Judged::default();
+        let (ev, placed_before) = self.place(store, item, duplicate_of, now, &mut out)?;
+        // Each group with the due time it had in the store, to move its timer entry.
+        let mut touched: Vec<(Group, Option<DateTime<Utc>>)> = Vec::new();
+        for m in matches {
+            let Some(dept) = self.department(&m.department) else {
+                continue;
+            };
+            if store.was_counted(&item.id, &dept.id)? {
+                continue;
+            }
+            out.puts.push(Put::counted(&item.id, &dept.id));
+            let (mut g, old_due) = match store.group(&ev.id, &dept.id)? {
+                Some(g) => {
+                    let due = g.due;
+                    (g, due)
+                }
+                None => (Group::open(&ev.id, &dept.id, now), None),
+            };
+            let (negative, words) = self
+                .lexicon
+                .assess(&format!("{} {}", item.title, item.text));
+            g.matched += 1;
+            g.updated = now;
+            let weight: f64 = if m.rules.is_empty() {
+                1.0
+            } else {
+                m.rules.iter().map(|r| r.weight).sum()
+            };
+            g.rule_weight = g.rule_weight.max(weight);
+            if negative > g.negative {
+                g.negative = negative;
+                g.negative_words = words;
+            }
+            g.rules.extend(alert::rule_ids(m));
+            g.sources.insert(item.source.clone());
+            if g.pending.is_empty() {
+                // The first item of the next alert supplies its matching detail.
+                g.draft = Some(Box::new(alert::build(item, dept, m, &self.rule_set, now)));
+            }
+            if g.pending.len() < MAX_PENDING {
+                g.pending.push(FoldedItem::of(item, m));
+            } else {
+                tracing::warn!(department = %dept.id, event = %ev.id, item_id = %item.id, max = MAX_PENDING, "alert already lists the most items it may: this one is listed in the event only");
+            }
+            self.count_volume(store, dept, item, m, &ev, now, &mut out)?;
+            touched.push((g, old_due));
+        }
+        if placed_before && touched.is_empty() {
+            return Ok(out);
+        }
+        // Every department following this event sees its growth, matched here or not.
+        for g in store.groups_of(&ev.id)? {
+            if !touched.iter().any(|(t, _)| t.department == g.department) {
+                let due = g.due;
+                touched.push((g, due));
+            }
+        }
+        for (mut g, old_due) in touched {
+            self.decide(store, &mut g, &ev, now)?;
+            out.puts.extend(Put::group(&g, old_due));
+        }
+        Ok(out)
+    }
+
+    /// Finds the item's event (exact links first, then near-duplicates) or opens one, and
+    /// records the placement. Returns the event and whether the item was placed before (a
+    /// re-processed item, e.g. after its detail page arrived).
+    fn place(
+        &self,
+        store: &Store,
+        item: &Item,
+        duplicate_of: Option<&str>,
+        now: DateTime<Utc>,
+        out: &mut Judged,
+    ) -> Result<(Event, bool), StoreError> {
+        if let Some(p) = store.placement(&item.id)? {
+            if let Some(ev) = store.event(&p.event)? {
+                out.event = Some(ev.id.clone());
+                return Ok((ev, true));
+            }
+        }
+        let window = chrono::Duration::from_std(self.settings.event_window)
+            .unwrap_or(chrono::Duration::days(3));
+        let live = |e: &Event| e.last_seen >= now - window;
+        let chars = event::cluster_text(item);
+        let shingles = event::shingles(&chars);
+        let hash = (shingles.len() >= event::MIN_SHINGLES).then(|| event::simhash(&shingles));
+        let mut found: Option<Event> = None;
+        // Exact links: the first copy of a duplicate, the original of a repost.
+        for linked in [duplicate_of, item.related.as_deref()]
+            .into_iter()
+            .flatten()
+        {
+            if let Some(p) = store.placement(linked)? {
+                if let Some(e) = store.event(&p.event)?.filter(|e| live(e)) {
+                    found = Some(e);
+                    break;
+                }
+            }
+        }
+        if let (None, Some(h)) = (&found, hash) {
+            let from = event::day_of(now - window);
+            let mut candidates: Vec<(u32, String, String)> = store
+                .simhash_candidates(h, from, event::day_of(now))?
+                .into_iter()
+                .filter(|(id, _, _)| *id != item.id)
+                .map(|(id, other, ev)| ((h ^ other).count_ones(), id, ev))
+                .filter(|(d, _, _)| *d <= event::MAX_DISTANCE)
+                .collect();
+            candidates.sort();
+            for (_, other_id, ev_id) in candidates.into_iter().take(MAX_CONFIRM) {
+                let Some(e) = store.event(&ev_id)?.filter(|e| live(e)) else {
+                    continue;
+                };
+                let Some(other) = store.item(&other_id)? else {
+                    continue;
+                };
+                let theirs = event::shingles(&event::cluster_text(&other));
+                if event::same_story(&shingles, &theirs) {
+                    found = Some(e);
+                    break;
+                }
+            }
+        }
+        let ev = match found {
+            Some(mut e) => {
+                e.add(item, now);
+                e
+            }
+            None => Event::open(item, now),
+        };
+        out.puts.push(Put::event(&ev));
+        out.puts.extend(Put::placement(
+            &item.id,
+            &Placement {
+                event: ev.id.clone(),
+                simhash: hash,
+                day: event::day_of(now),
+            },
+        ));
+        out.event = Some(ev.id.clone());
+        Ok((ev, false))
+    }
+
+    /// Counts a matched item in its department's hourly volume and raises a spike alert
+    /// when the hour stands out against the same hour of previous days.
+    #[allow(clippy::too_many_arguments)]
+    fn count_volume(
+        &self,
+        store: &Store,
+        dept: &Department,
+        item: &Item,
+        m: &DepartmentMatch,
+        ev: &Event,
+        now: DateTime<Utc>,
+        out: &mut Judged,
+    ) -> Result<(), StoreError> {
+        let hour = event::hour_of(now);
+        let days = self.settings.spike_days as i64;
+        let (counts, since) = store.volume(&dept.id, hour - days * 24, hour)?;
+        let count = counts.get(&hour).copied().unwrap_or(0) + 1;
+        out.puts
+            .extend(Put::volume(&dept.id, hour, count, since.is_none()));
+        let since = since.unwrap_or(hour);
+        let history: Vec<u32> = (1..=days)
+            .map(|d| hour - d * 24)
+            .filter(|h| *h >= since)
+            .map(|h| counts.get(&h).copied().unwrap_or(0))
+            .collect();
+        let Some(stats) = assess::spike(
+            count,
+            &history,
+            self.settings.spike_k,
+            self.settings.spike_min,
+            self.settings.spike_days,
+        ) else {
+            return Ok(());
+        };
+        let mut a = alert::build(item, dept, m, &self.rule_set, now);
+        a.id = short_hash(&["spike", &dept.id, &hour.to_string()]);
+        a.kind = "spike".into();
+        let level = if stats.count as f64 > stats.mean + 2.0 * self.settings.spike_k * stats.stddev
+        {
+            Level::Orange
+        } else {
+            Level::Yellow
+        };
+        a.level = level.as_str().into();
+        a.level_name = level.name_zh().into();
+        a.event = EventRef::of(ev);
+        a.spike = Some(stats);
+        let text = crate::text::normalize_for_match(&format!("{} {}", item.title, item.text));
+        let rules = alert::rule_ids(m);
+        let sources = [item.source.clone()];
+        let silence = assess::silenced_by(
+            &self.silences,
+            &assess::Subject {
+                department: &dept.id,
+                rules: &rules,
+                sources: &sources,
+                text: &text,
+            },
+            now,
+        );
+        let send = silence.is_none();
+        a.silenced = silence.map(silence_ref);
+        let body = serde_json::to_string(&a).unwrap_or_default();
+        tracing::warn!(department = %dept.id, count = a.spike.as_ref().map(|s| s.count), "spike in matching items");
+        if send {
+            out.raised.push(Raised {
+                id: a.id.clone(),
+                url: dept.webhook.to_string(),
+                department: dept.id.clone(),
+                level: a.level.clone(),
+                kind: a.kind.clone(),
+            });
+        }
+        out.alerts.push(NewAlert {
+            id: a.id,
+            channel: "alerts".into(),
+            department: dept.id.clone(),
+            url: dept.webhook.to_string(),
+            body,
+            send,
+        });
+        Ok(())
+    }
+
+    /// The score of a group now, from the event and the department's usual volume.
+    pub fn score(
+        &self,
+        store: &Store,
+        g: &Group,
+        ev: &Event,
+        now: DateTime<Utc>,
+    ) -> Result<Score, StoreError> {
+        let hour = event::hour_of(now);
+        let days = self.settings.spike_days as i64;
+        let (counts, since) = store.volume(&g.department, hour - days * 24, hour - 1)?;
+        let span = since.map(|s| (hour - s).clamp(0, days * 24)).unwrap_or(0);
+        let dept_rate = if span > 0 {
+            counts.values().map(|c| *c as f64).sum::<f64>() / span as f64
+        } else {
+            0.0
+        };
+        let source_weight = ev
+            .sources
+            .iter()
+            .map(|s| self.source_weights.get(s).copied().unwrap_or(1.0))
+            .fold(0.0, f64::max);
+        Ok(assess::score(
+            &Inputs {
+                rule_weight: g.rule_weight,
+                source_weight,
+                engagement: ev.engagement,
+                items: ev.items,
+                sources: ev.sources.len(),
+                last_hour: ev.last_hour(now),
+                baseline: ev.baseline(now).max(dept_rate),
+                negative: g.negative,
+                negative_words: g.negative_words.clone(),
+            },
+            &self.settings,
+        ))
+    }
+
+    /// Decides whether the group's change calls for an alert, and when.
+    fn decide(
+        &self,
+        store: &Store,
+        g: &mut Group,
+        ev: &Event,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let score = self.score(store, g, ev, now)?;
+        g.level = Level::from_score(score.total, &self.settings.levels);
+        g.score = score.total;
+        if g.due.is_some() {
+            return Ok(());
+        }
+        let Some(sent) = &g.sent else {
+            if g.pending.is_empty() {
+                return Ok(());
+            }
+            let wait = chrono::Duration::from_std(self.settings.group_wait).unwrap_or_default();
+            g.due = Some(now + wait);
+            g.kind = Some("new".into());
+            return Ok(());
+        };
+        let responded = ev.responded.is_some();
+        let repeat = chrono::Duration::from_std(self.settings.repeat_interval)
+            .unwrap_or(chrono::Duration::hours(4));
+        if g.level > sent.level {
+            // Also when the rise came from items that did not match (reposts, copies): the
+            // alert then repeats the last item reported.
+            g.kind = Some("escalated".into());
+            g.after_response = responded;
+        } else if g.pending.is_empty() {
+            return Ok(());
+        } else if responded
+            && !g.escalated_after_response
+            && ev.after_response >= self.settings.after_response_rise as u64
+        {
+            g.kind = Some("escalated".into());
+            g.after_response = true;
+        } else if now - sent.at >= repeat && ev.items > sent.event_items {
+            g.kind = Some("repeat".into());
+            g.after_response = false;
+        } else {
+            return Ok(());
+        }
+        g.due = Some(now);
+        Ok(())
+    }
+
+    /// Sends the alerts whose wait is over (or holds them: silences, quiet hours), each in
+    /// its own transaction with its group's new state.
+    pub fn flush_due(&self, store: &Store, now: DateTime<Utc>) -> Result<Vec<Raised>, StoreError> {
+        let mut raised = Vec::new();
+        for (event_id, dept_id) in store.due_groups(now)? {
+            let Some(mut g) = store.group(&event_id, &dept_id)? else {
+                continue;
+            };
+            let old_due = g.due;
+            let Some(ev) = store.event(&event_id)? else {
+                continue;
+            };
+            let Some(dept) = self.department(&dept_id) else {
+                // The department was removed by a reload: nobody to tell.
+                g.due = None;
+                store.commit(Record::Nothing, &[], &Put::group(&g, old_due), now)?;
+                continue;
+            };
+            if g.due.is_none_or(|d| d > now) {
+                continue;
+            }
+            let score = self.score(store, &g, &ev, now)?;
+            let level = Level::from_score(score.total, &self.settings.levels);
+            g.level = level;
+            g.score = score.total;
+            let Some(mut a) = g.draft.as_deref().cloned() else {
+                g.due = None;
+                store.commit(Record::Nothing, &[], &Put::group(&g, old_due), now)?;
+                continue;
+            };
+            let kind = g.kind.clone().unwrap_or_else(|| "new".into());
+            a.kind = kind.clone();
+            a.level = level.as_str().into();
+            a.level_name = level.name_zh().into();
+            a.score = Some(score);
+            a.after_response = g.after_response;
+            a.items = g.pending.clone();
+            a.event = EventRef::of(&ev);
+            a.department = alert::DepartmentRef {
+                id: dept.id.clone(),
+                name: dept.name.clone(),
+            };
+            a.created = alert::rfc3339(now);
+            let mut text = format!("{} {}", a.item.title, a.item.text);
+            for p in &g.pending {
+                text.push(' ');
+                text.push_str(&p.title);
+            }
+            let text = crate::text::normalize_for_match(&text);
+            let rules: Vec<String> = g.rules.iter().cloned().collect();
+            let sources: Vec<String> = g.sources.iter().cloned().collect();
+            let seq = g.seq.to_string();
+            if let Some(s) = assess::silenced_by(
+                &self.silences,
+                &assess::Subject {
+                    department: &dept.id,
+                    rules: &rules,
+                    sources: &sources,
+                    text: &text,
+                },
+                now,
+            ) {
+                // Kept as a record; the items stay pending and go out with the next alert
+                // after the silence ends.
+                a.id = short_hash(&["silenced", &g.event, &g.department, &seq, &s.id]);
+                a.silenced = Some(silence_ref(s));
+                g.due = None;
+                g.silenced = Some(s.id.clone());
+                tracing::info!(department = %dept.id, event = %g.event, silence = %s.id, "alert held back by a silence");
+                let record = NewAlert {
+                    id: a.id.clone(),
+                    channel: "alerts".into(),
+                    department: dept.id.clone(),
+                    url: dept.webhook.to_string(),
+                    body: serde_json::to_string(&a).unwrap_or_default(),
+                    send: false,
+                };
+                store.commit(Record::Nothing, &[record], &Put::group(&g, old_due), now)?;
+                continue;
+            }
+            if level < Level::Orange {
+                if let Some(until) = assess::quiet_until(now, self.tz, self.settings.quiet_hours) {
+                    g.due = Some(until);
+                    tracing::info!(department = %dept.id, event = %g.event, until = %alert::rfc3339(until), "alert held for the end of quiet hours");
+                    store.commit(Record::Nothing, &[], &Put::group(&g, old_due), now)?;
+                    continue;
+                }
+            }
+            a.id = short_hash(&["alert", &g.event, &g.department, &seq]);
+            g.seq += 1;
+            g.sent = Some(Sent {
+                level,
+                at: now,
+                event_items: ev.items,
+            });
+            if g.after_response {
+                g.escalated_after_response = true;
+            }
+            g.pending.clear();
+            g.due = None;
+            g.kind = None;
+            g.after_response = false;
+            g.silenced = None;
+            let new = NewAlert {
+                id: a.id.clone(),
+                channel: "alerts".into(),
+                department: dept.id.clone(),
+                url: dept.webhook.to_string(),
+                body: serde_json::to_string(&a).unwrap_or_default(),
+                send: true,
+            };
+            let committed = store.commit(Record::Nothing, &[new], &Put::group(&g, old_due), now)?;
+            if committed.queued.contains(&a.id) {
+                tracing::info!(department = %dept.id, event = %g.event, alert_id = %a.id, kind = %kind, level = %a.level, score = g.score, items = a.items.len(), url = a.item.url.as_deref().unwrap_or(""), title = %a.item.title, "alert raised");
+                raised.push(Raised {
+                    id: a.id,
+                    url: dept.webhook.to_string(),
+                    department: dept.id.clone(),
+                    level: a.level,
+                    kind,
+                });
+            }
+        }
+        Ok(raised)
+    }
+}
+
+fn silence_ref(s: &Silence) -> SilenceRef {
+    SilenceRef {
+        id: s.id.clone(),
+        comment: s.comment.clone(),
+        ends: alert::rfc3339(s.ends),
+    }
+}
+
+/// Marks an event responded (回应): reaction after now is counted apart, and a renewed rise
+/// escalates with `after_response`. Returns the event, or None when there is no such event.
+pub fn respond(
+    store: &Store,
+    event_id: &str,
+    note: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<Event>, StoreError> {
+    let _exclusive = store.ingest_guard();
+    let Some(mut ev) = store.event(event_id)? else {
+        return Ok(None);
+    };
+    ev.responded = Some(event::Response {
+        at: now,
+        note: note.to_string(),
+    });
+    ev.after_response = 0;
+    let mut puts = vec![Put::event(&ev)];
+    for mut g in store.groups_of(event_id)? {
+        g.escalated_after_response = false;
+        puts.extend(Put::group(&g, g.due));
+    }
+    store.commit(Record::Nothing, &[], &puts, now)?;
+    store.flush()?;
+    Ok(Some(ev))
+}

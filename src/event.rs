@@ -1,0 +1,286 @@
+//! Owns events: the clustering of items that tell the same story (reposts, syndicated copies,
+//! the same news on several sites) and the record kept per event — its items, sources,
+//! first/last seen, hourly counts, engagement and whether the department has responded.
+//!
+//! Near-duplicates are found with a 64-bit SimHash over character 3-grams of the item's
+//! significant characters, looked up through eight 8-bit bands (two hashes within Hamming
+//! distance 7 share at least one band exactly) among the items of the last days, and
+//! confirmed by the Jaccard similarity of the 3-gram sets, which a short post must pass by a
+//! wider margin. Unweighted 3-grams of a short post move several bits for a one-character
+//! edit (a 55-character repost with a "转" prefix is 4–6 bits away), hence 7, not the 3 used
+//! for long documents. Exact links (a repost of a
+//! stored item, a copy with the same canonical URL or text) join without any measure.
+
+use crate::item::Item;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+/// Hamming distance within which two SimHashes are candidates.
+pub const MAX_DISTANCE: u32 = 7;
+/// Below this many 3-grams a text is too short for near-duplicate detection: only exact
+/// links join it to an event.
+pub const MIN_SHINGLES: usize = 12;
+/// Shingle sets at least this similar confirm a candidate.
+const JACCARD: f64 = 0.5;
+/// Short texts (fewer shingles than this) must be more alike: a shared phrase is a larger
+/// part of a short post.
+const SHORT: usize = 60;
+const JACCARD_SHORT: f64 = 0.7;
+/// Members kept in the event record for display (the count goes on beyond).
+const MEMBERS_KEPT: usize = 50;
+/// Hourly counts kept (two weeks).
+const HOURS_KEPT: i64 = 14 * 24;
+
+/// The text an item is clustered on: title and body, normalised to significant characters.
+pub fn cluster_text(item: &Item) -> Vec<char> {
+    crate::text::significant(&format!("{} {}", item.title, item.text))
+        .chars()
+        .collect()
+}
+
+/// FNV-1a: stable across builds and platforms (the store keeps these hashes).
+fn fnv(chars: &[char]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for c in chars {
+        for b in (*c as u32).to_le_bytes() {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    // FNV's low bits mix poorly for short inputs; a final avalanche spreads them.
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h
+}
+
+/// The distinct character 3-grams of `chars`, hashed.
+pub fn shingles(chars: &[char]) -> HashSet<u64> {
+    chars.windows(3).map(fnv).collect()
+}
+
+/// 64-bit SimHash of a shingle set (every shingle weighs the same).
+pub fn simhash(shingles: &HashSet<u64>) -> u64 {
+    let mut counts = [0i32; 64];
+    for h in shingles {
+        for (bit, c) in counts.iter_mut().enumerate() {
+            if h >> bit & 1 == 1 {
+                *c += 1;
+            } else {
+                *c -= 1;
+            }
+        }
+    }
+    counts
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| **c > 0)
+        .fold(0u64, |acc, (bit, _)| acc | 1 << bit)
+}
+
+pub fn jaccard(a: &HashSet<u64>, b: &HashSet<u64>) -> f64 {
+    if a.is_empty() || b.is_empty() {
+        return 0.0;
+    }
+    let inter = a.intersection(b).count() as f64;
+    inter / (a.len() as f64 + b.len() as f64 - inter)
+}
+
+/// Whether two shingle sets tell the same story (the confirmation after SimHash).
+pub fn same_story(a: &HashSet<u64>, b: &HashSet<u64>) -> bool {
+    if a.len() < MIN_SHINGLES || b.len() < MIN_SHINGLES {
+        return false;
+    }
+    let need = if a.len().min(b.len()) < SHORT {
+        JACCARD_SHORT
+    } else {
+        JACCARD
+    };
+    jaccard(a, b) >= need
+}
+
+/// The eight 8-bit bands of a SimHash, each with its band number, as index keys.
+pub fn bands(hash: u64) -> [[u8; 2]; 8] {
+    let mut out = [[0u8; 2]; 8];
+    for (i, b) in out.iter_mut().enumerate() {
+        b[0] = i as u8;
+        b[1] = (hash >> (8 * i)) as u8;
+    }
+    out
+}
+
+/// Days since the Unix epoch: the near-duplicate index is bucketed by day so that a lookup
+/// reads only the days an event can still be joined in.
+pub fn day_of(t: DateTime<Utc>) -> u32 {
+    t.timestamp().div_euclid(86_400).max(0) as u32
+}
+
+/// One item of an event, as shown in alerts and the API.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Member {
+    pub id: String,
+    pub source: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    pub title: String,
+}
+
+impl Member {
+    pub fn of(item: &Item) -> Member {
+        Member {
+            id: item.id.clone(),
+            source: item.source.clone(),
+            url: item.url.clone(),
+            title: item.title.clone(),
+        }
+    }
+}
+
+/// The department's answer to an event (回应), after which reaction is counted apart.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Response {
+    pub at: DateTime<Utc>,
+    pub note: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Event {
+    pub id: String,
+    /// The title of the item that opened it.
+    pub title: String,
+    pub first_seen: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+    pub items: u64,
+    pub sources: BTreeSet<String>,
+    /// Items per hour (hours since the Unix epoch), for velocity.
+    pub hours: BTreeMap<i64, u32>,
+    /// Sum of reposts, comments and replies over the items.
+    pub engagement: u64,
+    /// The first items, for display.
+    pub members: Vec<Member>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub responded: Option<Response>,
+    /// Items that arrived after the response.
+    #[serde(default)]
+    pub after_response: u64,
+}
+
+pub fn hour_of(t: DateTime<Utc>) -> i64 {
+    t.timestamp().div_euclid(3600)
+}
+
+/// What an item adds to engagement: the reactions that spread a story.
+pub fn engagement_of(item: &Item) -> u64 {
+    let e = &item.engagement;
+    e.reposts.unwrap_or(0) + e.comments.unwrap_or(0) + e.replies.unwrap_or(0)
+}
+
+pub fn event_id(first_item: &str) -> String {
+    crate::item::short_hash(&["event", first_item])
+}
+
+impl Event {
+    pub fn open(item: &Item, now: DateTime<Utc>) -> Event {
+        let mut e = Event {
+            id: event_id(&item.id),
+            title: item.title.clone(),
+            first_seen: now,
+            last_seen: now,
+            items: 0,
+            sources: BTreeSet::new(),
+            hours: BTreeMap::new(),
+            engagement: 0,
+            members: Vec::new(),
+            responded: None,
+            after_response: 0,
+        };
+        e.add(item, now);
+        e
+    }
+
+    pub fn add(&mut self, item: &Item, now: DateTime<Utc>) {
+        self.items += 1;
+        self.last_seen = self.last_seen.max(now);
+        self.sources.insert(item.source.clone());
+        *self.hours.entry(hour_of(now)).or_default() += 1;
+        let cutoff = hour_of(now) - HOURS_KEPT;
+        self.hours.retain(|h, _| *h > cutoff);
+        self.engagement = self.engagement.saturating_add(engagement_of(item));
+        if self.members.len() < MEMBERS_KEPT {
+            self.members.push(Member::of(item));
+        }
+        if self.responded.is_some() {
+            self.after_response += 1;
+        }
+    }
+
+    /// Items in the hour up to `now` (this clock hour and the part of the previous one).
+    pub fn last_hour(&self, now: DateTime<Utc>) -> u32 {
+        let h = hour_of(now);
+        let this = self.hours.get(&h).copied().unwrap_or(0);
+        let previous = self.hours.get(&(h - 1)).copied().unwrap_or(0);
+        // Buckets are clock hours; half the previous one approximates a sliding hour.
+        this + previous / 2
+    }
+
+    /// Mean items per hour before the last hour, over the event's life.
+    pub fn baseline(&self, now: DateTime<Utc>) -> f64 {
+        let h = hour_of(now);
+        let before: u32 = self.hours.range(..h - 1).map(|(_, c)| *c).sum();
+        let first = hour_of(self.first_seen);
+        let span = (h - 1 - first).max(1) as f64;
+        before as f64 / span
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(s: &str) -> HashSet<u64> {
+        shingles(&crate::text::significant(s).chars().collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn jaccard_is_the_set_ratio() {
+        let a: HashSet<u64> = [1, 2, 3, 4].into_iter().collect();
+        let b: HashSet<u64> = [3, 4, 5, 6].into_iter().collect();
+        assert!((jaccard(&a, &b) - 2.0 / 6.0).abs() < 1e-9);
+        assert_eq!(jaccard(&a, &a), 1.0);
+        assert_eq!(jaccard(&a, &HashSet::new()), 0.0);
+    }
+
+    #[test]
+    fn near_copies_are_close_and_other_stories_far() {
+        let a = "某区城管执法人员在菜市场与摊贩发生冲突，一名摊贩受伤被送往医院，现场视频在网上流传，区城管局回应称已成立调查组";
+        let b = "【转】某区城管执法人员在菜市场与摊贩发生冲突，一名摊贩受伤被送往医院。现场视频在网上流传，区城管局回应称已成立调查组。";
+        let c = "市交通运输局发布通知：地铁三号线因设备检修，本周六晚间部分区段停运，请市民提前规划出行路线，注意换乘公交接驳";
+        let (sa, sb, sc) = (set(a), set(b), set(c));
+        let d_ab = (simhash(&sa) ^ simhash(&sb)).count_ones();
+        let d_ac = (simhash(&sa) ^ simhash(&sc)).count_ones();
+        assert!(d_ab <= MAX_DISTANCE, "copy distance {d_ab}");
+        assert!(d_ac > 10, "unrelated distance {d_ac}");
+        assert!(same_story(&sa, &sb));
+        assert!(!same_story(&sa, &sc));
+    }
+
+    #[test]
+    fn close_hashes_share_a_band() {
+        let h = 0x1234_5678_9abc_def0u64;
+        // Seven flipped bits, each in a different band: the eighth band still agrees.
+        let flipped = (0..7).fold(h, |x, i| x ^ (1 << (i * 8 + 3)));
+        let (a, b) = (bands(h), bands(flipped));
+        assert!(a.iter().zip(b.iter()).any(|(x, y)| x == y));
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn short_posts_need_a_wider_margin() {
+        // Two short posts sharing a long slogan but saying different things.
+        let a = set("城管暴力执法必须严查到底，请关注这件事");
+        let b = set("城管暴力执法必须严查到底，我们小区也有");
+        assert!(!same_story(&a, &b), "{}", jaccard(&a, &b));
+        assert!(!same_story(&set("太短"), &set("太短")));
+    }
+}
