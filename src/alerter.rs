@@ -268,14 +268,11 @@ impl Judge {
         }
         if let (None, Some(h)) = (&found, hash) {
             let from = event::day_of(now - window);
-            let mut candidates: Vec<(u32, String, String)> = store
-                .simhash_candidates(h, from, event::day_of(now))?
+            let candidates: Vec<(u32, String, String)> = store
+                .near(h, from, event::day_of(now), event::MAX_DISTANCE)?
                 .into_iter()
-                .filter(|(id, _, _)| *id != item.id)
-                .map(|(id, other, ev)| ((h ^ other).count_ones(), id, ev))
-                .filter(|(d, _, _)| *d <= event::MAX_DISTANCE)
+                .filter(|(_, id, _)| *id != item.id)
                 .collect();
-            candidates.sort();
             for (_, other_id, ev_id) in candidates.into_iter().take(MAX_CONFIRM) {
                 let Some(e) = store.event(&ev_id)?.filter(|e| live(e)) else {
                     continue;

@@ -241,28 +241,66 @@ pub fn backtest(
 ) -> BTreeMap<String, (DeptReport, HashMap<String, String>)> {
     let in_scope: BTreeSet<String> = data.items.iter().map(|i| i.id.clone()).collect();
     let mut out: BTreeMap<String, (DeptReport, HashMap<String, String>)> = BTreeMap::new();
-    // What the stored alerts say.
+    // What the stored alerts say. An alert lists every item it folds (`items`, each with the
+    // rules it matched); alerts from before grouping carry only `item` and `rules`. An item
+    // can be listed by a silenced record and again by the alert sent after the silence:
+    // count each (department, item, rule) once.
     let mut before: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut counted: BTreeSet<(String, String, String)> = BTreeSet::new();
     for a in &data.alerts {
-        let (Some(d), Some(item)) = (a["department"]["id"].as_str(), a["item"]["id"].as_str())
-        else {
+        let Some(d) = a["department"]["id"].as_str() else {
             continue;
         };
-        if !in_scope.contains(item) || department.is_some_and(|x| x != d) {
+        if department.is_some_and(|x| x != d) || a["kind"] == "spike" {
             continue;
         }
-        before
-            .entry(d.to_string())
-            .or_default()
-            .insert(item.to_string());
-        let entry = out.entry(d.to_string()).or_default();
-        let rules = a["rules"].as_array().cloned().unwrap_or_default();
-        if rules.is_empty() {
-            entry.0.rules.entry("keywords".into()).or_default().1 += 1;
-        }
-        for r in rules {
-            if let Some(id) = r["id"].as_str() {
-                entry.0.rules.entry(id.to_string()).or_default().1 += 1;
+        let listed: Vec<(String, Vec<String>)> = match a["items"].as_array() {
+            Some(items) if !items.is_empty() => items
+                .iter()
+                .filter_map(|i| {
+                    let id = i["id"].as_str()?.to_string();
+                    let rules = i["rules"]
+                        .as_array()
+                        .map(|r| {
+                            r.iter()
+                                .filter_map(|x| x.as_str().map(str::to_string))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    Some((id, rules))
+                })
+                .collect(),
+            _ => {
+                let Some(item) = a["item"]["id"].as_str() else {
+                    continue;
+                };
+                let mut rules: Vec<String> = a["rules"]
+                    .as_array()
+                    .map(|r| {
+                        r.iter()
+                            .filter_map(|x| x["id"].as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if rules.is_empty() {
+                    rules.push("keywords".into());
+                }
+                vec![(item.to_string(), rules)]
+            }
+        };
+        for (item, rules) in listed {
+            if !in_scope.contains(&item) {
+                continue;
+            }
+            before
+                .entry(d.to_string())
+                .or_default()
+                .insert(item.clone());
+            let entry = out.entry(d.to_string()).or_default();
+            for r in rules {
+                if counted.insert((d.to_string(), item.clone(), r.clone())) {
+                    entry.0.rules.entry(r).or_default().1 += 1;
+                }
             }
         }
     }
@@ -278,11 +316,8 @@ pub fn backtest(
                 .insert(item.id.clone());
             let entry = out.entry(m.department.clone()).or_default();
             entry.1.insert(item.id.clone(), item.title.clone());
-            if m.rules.is_empty() || m.hits.len() > m.rules.iter().map(|r| r.terms.len()).sum() {
-                entry.0.rules.entry("keywords".into()).or_default().0 += 1;
-            }
-            for r in m.rules {
-                entry.0.rules.entry(r.id).or_default().0 += 1;
+            for r in crate::alert::rule_ids(&m) {
+                entry.0.rules.entry(r).or_default().0 += 1;
             }
         }
     }

@@ -50,6 +50,9 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/sources", get(sources))
         .route("/api/v1/outbox", get(outbox))
         .route("/api/v1/outbox/dead/{seq}/retry", post(retry_dead))
+        .route("/api/v1/events", get(events))
+        .route("/api/v1/events/{id}", get(event))
+        .route("/api/v1/events/{id}/respond", post(respond))
         .route_layer(middleware::from_fn_with_state(
             shared.clone(),
             require_token,
@@ -310,6 +313,92 @@ async fn retry_dead(State(shared): State<Arc<Shared>>, Path(seq): Path<u64>) -> 
     }
 }
 
+#[derive(serde::Deserialize)]
+struct EventQuery {
+    department: Option<String>,
+    limit: Option<usize>,
+}
+
+/// The matters departments are following: one entry per (department, event), newest
+/// activity first, with level, score and whether an alert is waiting.
+async fn events(State(shared): State<Arc<Shared>>, Query(q): Query<EventQuery>) -> Response {
+    let store = shared.store.clone();
+    let limit = q.limit.unwrap_or(50).min(1000);
+    let r = blocking(move || {
+        let mut out = Vec::new();
+        for g in store.all_groups()? {
+            if q.department.as_deref().is_some_and(|d| d != g.department) {
+                continue;
+            }
+            if out.len() >= limit {
+                break;
+            }
+            let ev = store.event(&g.event)?;
+            out.push(json!({
+                "event": ev.as_ref().map(crate::alert::EventRef::of),
+                "department": g.department,
+                "level": g.level,
+                "score": g.score,
+                "matched": g.matched,
+                "alerts_sent": g.seq,
+                "waiting": g.due.map(crate::alert::rfc3339),
+                "silenced": g.silenced,
+                "updated": crate::alert::rfc3339(g.updated),
+            }));
+        }
+        Ok(out)
+    })
+    .await;
+    match r {
+        Ok(list) => Json(json!({"events": list})).into_response(),
+        Err(resp) => resp,
+    }
+}
+
+async fn event(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
+    let store = shared.store.clone();
+    let r = blocking(move || Ok((store.event(&id)?, store.groups_of(&id)?))).await;
+    match r {
+        Ok((Some(ev), groups)) => Json(json!({"event": ev, "groups": groups})).into_response(),
+        Ok((None, _)) => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": "no such event"})),
+        )
+            .into_response(),
+        Err(resp) => resp,
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct RespondBody {
+    #[serde(default)]
+    note: String,
+}
+
+/// Marks an event responded (回应): later reaction is counted apart and a renewed rise
+/// escalates with `after_response`.
+async fn respond(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    Json(body): Json<RespondBody>,
+) -> Response {
+    let store = shared.store.clone();
+    let note = body.note.clone();
+    let event_id = id.clone();
+    match blocking(move || crate::alerter::respond(&store, &event_id, &note, Utc::now())).await {
+        Ok(Some(ev)) => {
+            tracing::info!(event = %id, note = %body.note, "event marked responded");
+            Json(json!({"event": ev})).into_response()
+        }
+        Ok(None) => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": format!("no event {id}")})),
+        )
+            .into_response(),
+        Err(resp) => resp,
+    }
+}
+
 /// A client of this API, for the commands that ask a running daemon (`status`, and
 /// `try-rules`/`backtest` while the daemon holds the store).
 pub struct ApiClient {
@@ -347,7 +436,25 @@ impl ApiClient {
 
     /// GETs `path` and parses the JSON answer; any non-2xx is an error with its body.
     pub async fn get(&self, path: &str) -> Result<serde_json::Value, String> {
-        let mut req = self.client.get(format!("{}{path}", self.base));
+        self.send(self.client.get(format!("{}{path}", self.base)))
+            .await
+    }
+
+    /// POSTs `body` as JSON to `path`.
+    pub async fn post(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, String> {
+        let req = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.to_string());
+        self.send(req).await
+    }
+
+    async fn send(&self, mut req: reqwest::RequestBuilder) -> Result<serde_json::Value, String> {
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }

@@ -97,6 +97,18 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         samples: usize,
     },
+    /// Mark an event responded (回应): reaction after now is counted apart, and a renewed
+    /// rise is alerted as `escalated` with `after_response`. Goes through the running
+    /// daemon's API, or the store when the daemon is stopped.
+    Respond {
+        #[arg(long, default_value = "sources.toml")]
+        config: PathBuf,
+        /// The event id (`event.id` in alerts).
+        event: String,
+        /// What was done: the official statement, who answered.
+        #[arg(long)]
+        note: String,
+    },
     /// Fetch one source once and print its items and matches; writes nothing.
     TrySource {
         #[arg(long, default_value = "sources.toml")]
@@ -252,6 +264,17 @@ fn main() -> ExitCode {
                 };
             }
             with_runtime(|| status(cfg, api))
+        }
+        Command::Respond {
+            config,
+            event,
+            note,
+        } => {
+            let cfg = match load(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            with_runtime(|| respond(cfg, event, note))
         }
         Command::TrySource { config, id, json } => {
             init_logging(cli.log_format);
@@ -413,6 +436,65 @@ async fn backtest(
         )
     );
     ExitCode::SUCCESS
+}
+
+async fn respond(cfg: Config, event: String, note: String) -> ExitCode {
+    let dir = cfg.daemon.data_dir.clone();
+    let cache = cfg.daemon.cache_capacity_bytes;
+    let (id, text) = (event.clone(), note.clone());
+    // The store directly when no daemon holds it; else the daemon's API.
+    let direct = tokio::task::spawn_blocking(move || {
+        if !dir.exists() {
+            return Err(format!("{} does not exist", dir.display()));
+        }
+        let store = tingfeng::store::Store::open(&dir, cache).map_err(|e| e.to_string())?;
+        tingfeng::alerter::respond(&store, &id, &text, Utc::now()).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| e.to_string())
+    .and_then(|r| r);
+    let answer = match direct {
+        Ok(Some(ev)) => Ok(serde_json::json!({ "event": ev })),
+        Ok(None) => {
+            eprintln!("error: no event {event} in the store");
+            return ExitCode::from(1);
+        }
+        Err(store_err) => {
+            let client = match tingfeng::api::ApiClient::for_config(&cfg, None) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            client
+                .post(
+                    &format!("/api/v1/events/{event}/respond"),
+                    &serde_json::json!({ "note": note }),
+                )
+                .await
+                .map_err(|api| format!("store: {store_err}; API: {api}"))
+        }
+    };
+    match answer {
+        Ok(v) => {
+            let ev = &v["event"];
+            println!(
+                "event {} marked responded at {}: {}",
+                event,
+                ev["responded"]["at"].as_str().unwrap_or("?"),
+                ev["title"].as_str().unwrap_or("")
+            );
+            println!(
+                "reaction from now on is counted apart; a renewed rise is alerted as escalated"
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: cannot mark event {event} responded: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 async fn status(cfg: Config, api: Option<String>) -> ExitCode {

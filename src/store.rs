@@ -17,7 +17,7 @@
 //! | `meta`    | name                                 | e.g. `schema` → `1`                     |
 //! | `events`  | `e` ++ event id                      | [`Event`] as JSON                       |
 //! |           | `i` ++ item id                       | [`Placement`] as JSON: its event, its SimHash |
-//! |           | `s` ++ band (1 byte) ++ 8 bits ++ day (u32 BE) ++ item id | SimHash (u64 BE) ++ event id |
+//! |           | `s` ++ day (u32 BE) ++ item id       | SimHash (u64 BE) ++ event id (also held in memory for the event window) |
 //! | `groups`  | `g` ++ event id ++ 0 ++ department   | [`Group`] as JSON: the alert lifecycle  |
 //! |           | `d` ++ due (ms, u64 BE) ++ event id ++ 0 ++ department | empty: the timer index |
 //! |           | `m` ++ item id ++ 0 ++ department    | empty: the item is counted in that group |
@@ -255,13 +255,11 @@ impl Put {
         if let Some(h) = p.simhash {
             let mut value = h.to_be_bytes().to_vec();
             value.extend_from_slice(p.event.as_bytes());
-            for band in crate::event::bands(h) {
-                out.push(Put {
-                    space: Space::Events,
-                    key: prefixed(b's', &[&band, &p.day.to_be_bytes(), item_id.as_bytes()]),
-                    value: Some(value.clone()),
-                });
-            }
+            out.push(Put {
+                space: Space::Events,
+                key: prefixed(b's', &[&p.day.to_be_bytes(), item_id.as_bytes()]),
+                value: Some(value),
+            });
         }
         out
     }
@@ -335,6 +333,40 @@ pub struct Committed {
     pub queued: Vec<String>,
 }
 
+/// One item's SimHash in the in-memory index.
+#[derive(Debug, Clone)]
+struct SimEntry {
+    hash: u64,
+    item: String,
+    event: String,
+}
+
+impl SimEntry {
+    /// From an `s` key (`s` ++ day ++ item id) and its value (hash ++ event id).
+    fn parse(key: &[u8], value: &[u8]) -> Option<SimEntry> {
+        if key.len() < 5 || value.len() < 8 {
+            return None;
+        }
+        let hash = u64::from_be_bytes(value[..8].try_into().ok()?);
+        Some(SimEntry {
+            hash,
+            item: String::from_utf8_lossy(&key[5..]).into_owned(),
+            event: String::from_utf8_lossy(&value[8..]).into_owned(),
+        })
+    }
+
+    fn day(key: &[u8]) -> Option<u32> {
+        Some(u32::from_be_bytes(key.get(1..5)?.try_into().ok()?))
+    }
+}
+
+/// The SimHashes of the days an event can still be joined in, loaded from the store on first
+/// use and kept in step by [`Store::commit`].
+#[derive(Debug, Default)]
+struct SimIndex {
+    days: std::collections::BTreeMap<u32, Vec<SimEntry>>,
+}
+
 #[derive(Clone)]
 pub struct Store {
     /// Held across "is this a duplicate?" and the write that answers it for the next item,
@@ -353,6 +385,7 @@ pub struct Store {
     events: sled::Tree,
     groups: sled::Tree,
     volume: sled::Tree,
+    sim: std::sync::Arc<std::sync::Mutex<SimIndex>>,
 }
 
 fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
@@ -425,6 +458,7 @@ impl Store {
             events: db.open_tree("events")?,
             groups: db.open_tree("groups")?,
             volume: db.open_tree("volume")?,
+            sim: Default::default(),
             db,
         })
     }
@@ -610,12 +644,26 @@ impl Store {
                     Ok::<_, ConflictableTransactionError<()>>(queued)
                 },
             );
-        match result {
-            Ok(queued) => Ok(Committed { queued }),
-            Err(TransactionError::Storage(e)) => Err(StoreError::Sled(e)),
+        let committed = match result {
+            Ok(queued) => Committed { queued },
+            Err(TransactionError::Storage(e)) => return Err(StoreError::Sled(e)),
             // Our closure never aborts.
-            Err(TransactionError::Abort(())) => Ok(Committed::default()),
+            Err(TransactionError::Abort(())) => Committed::default(),
+        };
+        // Days not loaded yet are read from the tree when first needed.
+        let mut index = self.sim.lock().unwrap_or_else(|p| p.into_inner());
+        for p in puts {
+            if p.space != Space::Events || p.key.first() != Some(&b's') {
+                continue;
+            }
+            let (Some(day), Some(v)) = (SimEntry::day(&p.key), &p.value) else {
+                continue;
+            };
+            if let (Some(list), Some(e)) = (index.days.get_mut(&day), SimEntry::parse(&p.key, v)) {
+                list.push(e);
+            }
         }
+        Ok(committed)
     }
 
     pub fn event(&self, id: &str) -> Result<Option<Event>, StoreError> {
@@ -634,36 +682,41 @@ impl Store {
         }
     }
 
-    /// Items indexed on days `from..=to` whose SimHash shares a band with `hash`: (item id,
-    /// its SimHash, its event).
-    pub fn simhash_candidates(
+    /// Items indexed on days `from..=to` whose SimHash is within `max_distance` of `hash`:
+    /// (distance, item id, its event), closest first.
+    pub fn near(
         &self,
         hash: u64,
         from: u32,
         to: u32,
-    ) -> Result<Vec<(String, u64, String)>, StoreError> {
-        let mut out: Vec<(String, u64, String)> = Vec::new();
-        let mut listed = std::collections::HashSet::new();
-        for (band, day) in crate::event::bands(hash)
-            .into_iter()
-            .flat_map(|b| (from..=to).map(move |d| (b, d)))
-        {
-            let prefix = prefixed(b's', &[&band, &day.to_be_bytes()]);
+        max_distance: u32,
+    ) -> Result<Vec<(u32, String, String)>, StoreError> {
+        let mut index = self.sim.lock().unwrap_or_else(|p| p.into_inner());
+        index.days.retain(|d, _| *d >= from);
+        for day in from..=to {
+            if index.days.contains_key(&day) {
+                continue;
+            }
+            let mut entries = Vec::new();
+            let prefix = prefixed(b's', &[&day.to_be_bytes()]);
             for kv in self.events.scan_prefix(&prefix) {
                 let (k, v) = kv?;
-                if v.len() < 8 {
-                    continue;
+                if let Some(e) = SimEntry::parse(&k, &v) {
+                    entries.push(e);
                 }
-                let item = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
-                if !listed.insert(item.clone()) {
-                    continue;
-                }
-                let mut h = [0u8; 8];
-                h.copy_from_slice(&v[..8]);
-                let event = String::from_utf8_lossy(&v[8..]).into_owned();
-                out.push((item, u64::from_be_bytes(h), event));
             }
+            index.days.insert(day, entries);
         }
+        let mut out: Vec<(u32, String, String)> = index
+            .days
+            .range(from..=to)
+            .flat_map(|(_, v)| v.iter())
+            .filter_map(|e| {
+                let d = (e.hash ^ hash).count_ones();
+                (d <= max_distance).then(|| (d, e.item.clone(), e.event.clone()))
+            })
+            .collect();
+        out.sort();
         Ok(out)
     }
 
