@@ -7,6 +7,10 @@
 //! - the daemon's resident memory with 10,000 sources served locally (`--skip-memory` to skip;
 //!   `--memory-only`, `--empty-feeds`, and `BENCH_SOURCES=n` to vary it).
 //!
+//! - `--events`: items per second through clustering, scoring and the alert lifecycle as the
+//!   store grows to `BENCH_EVENT_ITEMS` items (default 1,000,000) spread over 90 days, with
+//!   the process's memory and the store's size at each step.
+//!
 //! Keywords: 1,000 across 20 departments (see `departments`).
 
 use chrono::Utc;
@@ -145,6 +149,14 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
+    if args.iter().any(|a| a == "--events") {
+        let n: usize = std::env::var("BENCH_EVENT_ITEMS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1_000_000);
+        events_at_scale(n);
+        return;
+    }
     if args.iter().any(|a| a == "--memory-only") {
         memory_with_many_sources(sources);
         return;
@@ -620,4 +632,116 @@ fn memory_with_many_sources(count: usize) {
     );
     let _ = child.kill();
     let _ = child.wait();
+}
+
+fn own_status(name: &str) -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(name))
+        .map(|l| l[name.len()..].trim().to_string())
+        .unwrap_or_else(|| "?".into())
+}
+
+/// Judging at scale: `total` items, 11k a day over 90 days (1M), each placed in an event
+/// (near-duplicate lookup over the 3-day window, Jaccard confirmation), matched against 20
+/// departments and folded into their groups, scored, and committed; alerts that come due are
+/// flushed per batch of 50 items, as a poll does. A fifth of the items are reposts of a recent
+/// item with a few characters changed, so events grow; the rest are new stories composed from
+/// the fixture corpus.
+fn events_at_scale(total: usize) {
+    let feeds: Vec<Vec<u8>> = FEEDS.iter().map(|f| fixture(f)).collect();
+    let now = Utc::now();
+    let mut corpus: Vec<Vec<char>> = Vec::new();
+    for f in &feeds {
+        if let Ok(x) = extract(f, &ctx(now)) {
+            for e in x.entries {
+                for t in [e.title, e.text] {
+                    let chars: Vec<char> = t.chars().filter(|c| !c.is_whitespace()).collect();
+                    if chars.len() >= 40 {
+                        corpus.push(chars);
+                    }
+                }
+            }
+        }
+    }
+    let corpus_strings: Vec<String> = corpus.iter().map(|c| c.iter().collect()).collect();
+    let depts = departments(&corpus_strings);
+    let matcher = Matcher::new(&depts).expect("automaton");
+    let judge = Judge::with(Default::default(), depts.clone(), matcher.rule_set());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), 64 << 20).expect("store");
+    let src = source("bench");
+    let mut rng = fastrand::Rng::with_seed(11);
+    let per_day = 11_000usize;
+    let start_time = now - chrono::Duration::days((total / per_day) as i64);
+    let mut recent: Vec<(String, String)> = Vec::new();
+    let compose = |rng: &mut fastrand::Rng| -> (String, String) {
+        let mut text = String::new();
+        for _ in 0..3 {
+            let t = &corpus[rng.usize(..corpus.len())];
+            let len = rng.usize(30..=60).min(t.len());
+            let at = rng.usize(..=t.len() - len);
+            text.extend(&t[at..at + len]);
+        }
+        let title: String = text.chars().take(20).collect();
+        (title, text)
+    };
+    println!(
+        "events at scale: {total} items, {per_day}/day, 20 departments, 1,000 keywords; 2 vCPU"
+    );
+    let batch = 50;
+    let report_every = (total / 10).max(batch);
+    let mut t0 = Instant::now();
+    let mut done_at_last = 0usize;
+    let mut raised = 0usize;
+    let mut i = 0usize;
+    while i < total {
+        let when = start_time
+            + chrono::Duration::milliseconds((i as f64 * 86_400_000.0 / per_day as f64) as i64);
+        let mut items = Vec::with_capacity(batch);
+        for k in 0..batch {
+            let n = i + k;
+            let (title, text) = if !recent.is_empty() && rng.u8(..5) == 0 {
+                let (t, x) = &recent[rng.usize(..recent.len())];
+                let p: String = (0..rng.usize(1..4))
+                    .filter_map(|_| char::from_u32(rng.u32(0x4e00..0x9fa5)))
+                    .collect();
+                (format!("{p}{t}"), format!("{p}{x}"))
+            } else {
+                compose(&mut rng)
+            };
+            if recent.len() < 2000 {
+                recent.push((title.clone(), text.clone()));
+            } else {
+                let slot = rng.usize(..recent.len());
+                recent[slot] = (title.clone(), text.clone());
+            }
+            items.push(tingfeng::item::Entry {
+                guid: Some(format!("bench-{n}")),
+                link: Some(format!("https://bench.example/{n}")),
+                title,
+                text,
+                ..Default::default()
+            });
+        }
+        let items = build_items(&src.id, items, when);
+        let r = ingest(&store, &matcher, &judge, &src, &items, true, when).expect("ingest");
+        raised += r.queued.len();
+        i += batch;
+        if i % report_every == 0 || i >= total {
+            let dt = t0.elapsed().as_secs_f64();
+            println!(
+                "  {i:>8} items stored: {:>7.0} items/s over the last {}; events {}, alerts queued {raised}; VmRSS {}, store {} MiB",
+                (i - done_at_last) as f64 / dt,
+                i - done_at_last,
+                if i >= total { store.event_count().to_string() } else { "…".into() },
+                own_status("VmRSS:"),
+                store.size_on_disk() >> 20
+            );
+            t0 = Instant::now();
+            done_at_last = i;
+        }
+    }
+    println!("  peak memory (VmHWM) {}", own_status("VmHWM:"));
 }

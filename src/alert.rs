@@ -87,10 +87,14 @@ pub struct SilenceRef {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Alert {
     pub id: String,
-    /// `new` (first alert of an event), `escalated` (its level rose, or it rose again after a
-    /// response), `repeat` (still growing after `repeat_interval`) or `spike` (a department's
-    /// volume jumped).
+    /// `new` (a matter's first alert, or a spike) or `escalated` (a later alert of the same
+    /// matter), as design.md's contract has it; `reason` tells which case.
     pub kind: String,
+    /// Why it went out: `first`, `level_rose`, `after_response`, `repeat` (`escalated` without
+    /// a level change: still growing after `repeat_interval`) or `spike` (a department's
+    /// volume this hour; `kind` = `new`).
+    #[serde(default)]
+    pub reason: String,
     pub department: DepartmentRef,
     /// `blue`, `yellow`, `orange` or `red` (一般 / 较大 / 重大 / 特别重大).
     pub level: String,
@@ -117,6 +121,9 @@ pub struct Alert {
     /// Every item this alert reports (the first is `item`).
     #[serde(default)]
     pub items: Vec<FoldedItem>,
+    /// Matched items beyond the most one alert lists (1,000), so none is hidden silently.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub items_omitted: u64,
     pub event: EventRef,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spike: Option<crate::assess::Spike>,
@@ -173,6 +180,10 @@ pub fn rule_ids(m: &DepartmentMatch) -> Vec<String> {
     out
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 pub fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
@@ -199,6 +210,7 @@ pub fn build(
     Alert {
         id: alert_id(&item.id, &dept.id),
         kind: "new".into(),
+        reason: "first".into(),
         department: DepartmentRef {
             id: dept.id.clone(),
             name: dept.name.clone(),
@@ -231,6 +243,7 @@ pub fn build(
             fetched: rfc3339(item.fetched),
         },
         items: vec![FoldedItem::of(item, m)],
+        items_omitted: 0,
         event: EventRef {
             id: item.id.clone(),
             items: 1,

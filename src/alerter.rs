@@ -22,6 +22,42 @@ const MAX_PENDING: usize = 1000;
 /// Near-duplicate candidates confirmed at most per item (closest first).
 const MAX_CONFIRM: usize = 8;
 
+/// Why an alert goes out. The webhook's `kind` stays within design.md's `new | escalated`;
+/// `reason` says which of these it is.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// The first alert of a (department, event).
+    First,
+    /// The level rose above the highest sent.
+    LevelRose,
+    /// Reaction rose again after the department responded.
+    AfterResponse,
+    /// Still growing after `repeat_interval`, at the same level.
+    Repeat,
+    /// The department's volume this hour stands out (an alert of its own).
+    Spike,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::First => "first",
+            Reason::LevelRose => "level_rose",
+            Reason::AfterResponse => "after_response",
+            Reason::Repeat => "repeat",
+            Reason::Spike => "spike",
+        }
+    }
+
+    pub fn kind(self) -> &'static str {
+        match self {
+            Reason::First | Reason::Spike => "new",
+            _ => "escalated",
+        }
+    }
+}
+
 /// The last alert sent for a group.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Sent {
@@ -47,11 +83,15 @@ pub struct Group {
     pub sources: BTreeSet<String>,
     /// Matched items not yet reported.
     pub pending: Vec<FoldedItem>,
+    /// Matched items beyond the most one alert lists, counted.
+    #[serde(default)]
+    pub omitted: u64,
     /// The matching detail (hits, snippet, rules) of the first pending item.
     pub draft: Option<Box<Alert>>,
     /// When the pending alert goes out.
     pub due: Option<DateTime<Utc>>,
-    pub kind: Option<String>,
+    /// Why the pending alert will go out.
+    pub reason: Option<Reason>,
     pub after_response: bool,
     pub sent: Option<Sent>,
     /// Alerts sent so far (part of each alert's id).
@@ -82,8 +122,9 @@ impl Group {
             pending: Vec::new(),
             draft: None,
             due: None,
-            kind: None,
+            reason: None,
             after_response: false,
+            omitted: 0,
             sent: None,
             seq: 0,
             escalated_after_response: false,
@@ -208,7 +249,8 @@ impl Judge {
             if g.pending.len() < MAX_PENDING {
                 g.pending.push(FoldedItem::of(item, m));
             } else {
-                tracing::warn!(department = %dept.id, event = %ev.id, item_id = %item.id, max = MAX_PENDING, "alert already lists the most items it may: this one is listed in the event only");
+                g.omitted += 1;
+                tracing::warn!(department = %dept.id, event = %ev.id, item_id = %item.id, max = MAX_PENDING, "alert already lists the most items it may: this one is counted in items_omitted");
             }
             self.count_volume(store, dept, item, m, &ev, now, &mut out)?;
             touched.push((g, old_due));
@@ -253,6 +295,9 @@ impl Judge {
         let chars = event::cluster_text(item);
         let shingles = event::shingles(&chars);
         let hash = (shingles.len() >= event::MIN_SHINGLES).then(|| event::simhash(&shingles));
+        // A copy caught by URL or text hash is never stored as an item: it must not stand in
+        // the near-duplicate index where confirming it would fail.
+        let indexed = if duplicate_of.is_some() { None } else { hash };
         let mut found: Option<Event> = None;
         // Exact links: the first copy of a duplicate, the original of a repost.
         for linked in [duplicate_of, item.related.as_deref()]
@@ -273,11 +318,17 @@ impl Judge {
                 .into_iter()
                 .filter(|(_, id, _)| *id != item.id)
                 .collect();
-            for (_, other_id, ev_id) in candidates.into_iter().take(MAX_CONFIRM) {
-                let Some(e) = store.event(&ev_id)?.filter(|e| live(e)) else {
+            let mut tried: Vec<String> = Vec::new();
+            for (_, other_id, ev_id) in candidates {
+                // One confirmation per event, a bounded number of events, closest first.
+                if tried.len() >= MAX_CONFIRM || tried.contains(&ev_id) {
+                    continue;
+                }
+                let Some(other) = store.item(&other_id)? else {
                     continue;
                 };
-                let Some(other) = store.item(&other_id)? else {
+                tried.push(ev_id.clone());
+                let Some(e) = store.event(&ev_id)?.filter(|e| live(e)) else {
                     continue;
                 };
                 let theirs = event::shingles(&event::cluster_text(&other));
@@ -299,7 +350,7 @@ impl Judge {
             &item.id,
             &Placement {
                 event: ev.id.clone(),
-                simhash: hash,
+                simhash: indexed,
                 day: event::day_of(now),
             },
         ));
@@ -342,8 +393,8 @@ impl Judge {
             return Ok(());
         };
         let mut a = alert::build(item, dept, m, &self.rule_set, now);
-        a.id = short_hash(&["spike", &dept.id, &hour.to_string()]);
-        a.kind = "spike".into();
+        a.kind = Reason::Spike.kind().into();
+        a.reason = Reason::Spike.as_str().into();
         let level = if stats.count as f64 > stats.mean + 2.0 * self.settings.spike_k * stats.stddev
         {
             Level::Orange
@@ -367,11 +418,21 @@ impl Judge {
             },
             now,
         );
-        let send = silence.is_none();
+        // Quiet hours hold back spikes below orange: recorded, not sent (the matters behind
+        // them still alert in the morning through their groups).
+        let quiet = level < Level::Orange
+            && assess::quiet_until(now, self.tz, self.settings.quiet_hours).is_some();
+        let send = silence.is_none() && !quiet;
         a.silenced = silence.map(silence_ref);
+        a.id = short_hash(&[
+            "spike",
+            &dept.id,
+            &hour.to_string(),
+            if send { "sent" } else { "held" },
+        ]);
         let body = serde_json::to_string(&a).unwrap_or_default();
-        tracing::warn!(department = %dept.id, count = a.spike.as_ref().map(|s| s.count), "spike in matching items");
         if send {
+            tracing::warn!(department = %dept.id, count = a.spike.as_ref().map(|s| s.count), "spike in matching items");
             out.raised.push(Raised {
                 id: a.id.clone(),
                 url: dept.webhook.to_string(),
@@ -440,7 +501,15 @@ impl Judge {
         let score = self.score(store, g, ev, now)?;
         g.level = Level::from_score(score.total, &self.settings.levels);
         g.score = score.total;
-        if g.due.is_some() {
+        if let Some(due) = g.due {
+            // Held for quiet hours (or waiting out group_wait): a rise to orange or above
+            // must not wait for the morning.
+            if due > now && g.level >= Level::Orange {
+                g.due = Some(now);
+                if g.sent.as_ref().is_some_and(|s| g.level > s.level) {
+                    g.reason = Some(Reason::LevelRose);
+                }
+            }
             return Ok(());
         }
         let Some(sent) = &g.sent else {
@@ -449,7 +518,7 @@ impl Judge {
             }
             let wait = chrono::Duration::from_std(self.settings.group_wait).unwrap_or_default();
             g.due = Some(now + wait);
-            g.kind = Some("new".into());
+            g.reason = Some(Reason::First);
             return Ok(());
         };
         let responded = ev.responded.is_some();
@@ -458,18 +527,18 @@ impl Judge {
         if g.level > sent.level {
             // Also when the rise came from items that did not match (reposts, copies): the
             // alert then repeats the last item reported.
-            g.kind = Some("escalated".into());
+            g.reason = Some(Reason::LevelRose);
             g.after_response = responded;
-        } else if g.pending.is_empty() {
-            return Ok(());
         } else if responded
             && !g.escalated_after_response
             && ev.after_response >= self.settings.after_response_rise as u64
         {
-            g.kind = Some("escalated".into());
+            // Reaction after the response counts whether or not it matched this
+            // department's keywords (reposts, copies).
+            g.reason = Some(Reason::AfterResponse);
             g.after_response = true;
-        } else if now - sent.at >= repeat && ev.items > sent.event_items {
-            g.kind = Some("repeat".into());
+        } else if !g.pending.is_empty() && now - sent.at >= repeat && ev.items > sent.event_items {
+            g.reason = Some(Reason::Repeat);
             g.after_response = false;
         } else {
             return Ok(());
@@ -479,129 +548,162 @@ impl Judge {
     }
 
     /// Sends the alerts whose wait is over (or holds them: silences, quiet hours), each in
-    /// its own transaction with its group's new state.
+    /// its own transaction with its group's new state. An unreadable group is logged and its
+    /// timer dropped, so one bad record cannot stop every other alert.
     pub fn flush_due(&self, store: &Store, now: DateTime<Utc>) -> Result<Vec<Raised>, StoreError> {
         let mut raised = Vec::new();
-        for (event_id, dept_id) in store.due_groups(now)? {
-            let Some(mut g) = store.group(&event_id, &dept_id)? else {
-                continue;
-            };
-            let old_due = g.due;
-            let Some(ev) = store.event(&event_id)? else {
-                continue;
-            };
-            let Some(dept) = self.department(&dept_id) else {
-                // The department was removed by a reload: nobody to tell.
-                g.due = None;
-                store.commit(Record::Nothing, &[], &Put::group(&g, old_due), now)?;
-                continue;
-            };
-            if g.due.is_none_or(|d| d > now) {
-                continue;
-            }
-            let score = self.score(store, &g, &ev, now)?;
-            let level = Level::from_score(score.total, &self.settings.levels);
-            g.level = level;
-            g.score = score.total;
-            let Some(mut a) = g.draft.as_deref().cloned() else {
-                g.due = None;
-                store.commit(Record::Nothing, &[], &Put::group(&g, old_due), now)?;
-                continue;
-            };
-            let kind = g.kind.clone().unwrap_or_else(|| "new".into());
-            a.kind = kind.clone();
-            a.level = level.as_str().into();
-            a.level_name = level.name_zh().into();
-            a.score = Some(score);
-            a.after_response = g.after_response;
-            a.items = g.pending.clone();
-            a.event = EventRef::of(&ev);
-            a.department = alert::DepartmentRef {
-                id: dept.id.clone(),
-                name: dept.name.clone(),
-            };
-            a.created = alert::rfc3339(now);
-            let mut text = format!("{} {}", a.item.title, a.item.text);
-            for p in &g.pending {
-                text.push(' ');
-                text.push_str(&p.title);
-            }
-            let text = crate::text::normalize_for_match(&text);
-            let rules: Vec<String> = g.rules.iter().cloned().collect();
-            let sources: Vec<String> = g.sources.iter().cloned().collect();
-            let seq = g.seq.to_string();
-            if let Some(s) = assess::silenced_by(
-                &self.silences,
-                &assess::Subject {
-                    department: &dept.id,
-                    rules: &rules,
-                    sources: &sources,
-                    text: &text,
-                },
-                now,
-            ) {
-                // Kept as a record; the items stay pending and go out with the next alert
-                // after the silence ends.
-                a.id = short_hash(&["silenced", &g.event, &g.department, &seq, &s.id]);
-                a.silenced = Some(silence_ref(s));
-                g.due = None;
-                g.silenced = Some(s.id.clone());
-                tracing::info!(department = %dept.id, event = %g.event, silence = %s.id, "alert held back by a silence");
-                let record = NewAlert {
-                    id: a.id.clone(),
-                    channel: "alerts".into(),
-                    department: dept.id.clone(),
-                    url: dept.webhook.to_string(),
-                    body: serde_json::to_string(&a).unwrap_or_default(),
-                    send: false,
-                };
-                store.commit(Record::Nothing, &[record], &Put::group(&g, old_due), now)?;
-                continue;
-            }
-            if level < Level::Orange {
-                if let Some(until) = assess::quiet_until(now, self.tz, self.settings.quiet_hours) {
-                    g.due = Some(until);
-                    tracing::info!(department = %dept.id, event = %g.event, until = %alert::rfc3339(until), "alert held for the end of quiet hours");
-                    store.commit(Record::Nothing, &[], &Put::group(&g, old_due), now)?;
+        for (event_id, dept_id, due_key) in store.due_groups(now)? {
+            let g = match store.group(&event_id, &dept_id) {
+                Ok(Some(g)) => g,
+                Ok(None) => {
+                    store.remove_timer(&due_key)?;
                     continue;
                 }
+                Err(StoreError::Corrupt { .. }) => {
+                    tracing::error!(department = %dept_id, event = %event_id, "unreadable alert group: its timer is dropped");
+                    store.remove_timer(&due_key)?;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if let Some(r) = self.flush_group(store, g, now)? {
+                raised.push(r);
             }
-            a.id = short_hash(&["alert", &g.event, &g.department, &seq]);
-            g.seq += 1;
-            g.sent = Some(Sent {
-                level,
-                at: now,
-                event_items: ev.items,
-            });
-            if g.after_response {
-                g.escalated_after_response = true;
-            }
-            g.pending.clear();
+        }
+        Ok(raised)
+    }
+
+    fn flush_group(
+        &self,
+        store: &Store,
+        mut g: Group,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Raised>, StoreError> {
+        let old_due = g.due;
+        if g.due.is_none_or(|d| d > now) {
+            return Ok(None);
+        }
+        let ev = store.event(&g.event)?;
+        let (Some(ev), Some(dept), Some(draft)) =
+            (ev, self.department(&g.department), g.draft.as_deref())
+        else {
+            // The event was pruned, or the department removed by a reload: nobody to tell.
             g.due = None;
-            g.kind = None;
-            g.after_response = false;
-            g.silenced = None;
-            let new = NewAlert {
+            store.commit(Record::Nothing, &[], &Put::group(&g, old_due), now)?;
+            return Ok(None);
+        };
+        let mut a = draft.clone();
+        let score = self.score(store, &g, &ev, now)?;
+        let level = Level::from_score(score.total, &self.settings.levels);
+        g.level = level;
+        g.score = score.total;
+        let reason = g.reason.unwrap_or(Reason::First);
+        if reason == Reason::LevelRose && g.sent.as_ref().is_some_and(|s| level <= s.level) {
+            // Held (quiet hours) while the level fell back: nothing new to say yet.
+            g.due = None;
+            g.reason = None;
+            store.commit(Record::Nothing, &[], &Put::group(&g, old_due), now)?;
+            return Ok(None);
+        }
+        a.kind = reason.kind().into();
+        a.reason = reason.as_str().into();
+        a.level = level.as_str().into();
+        a.level_name = level.name_zh().into();
+        a.score = Some(score);
+        a.after_response = g.after_response;
+        a.items = g.pending.clone();
+        a.items_omitted = g.omitted;
+        a.event = EventRef::of(&ev);
+        a.department = alert::DepartmentRef {
+            id: dept.id.clone(),
+            name: dept.name.clone(),
+        };
+        a.created = alert::rfc3339(now);
+        let mut text = format!("{} {}", a.item.title, a.item.text);
+        for p in &g.pending {
+            text.push(' ');
+            text.push_str(&p.title);
+        }
+        let text = crate::text::normalize_for_match(&text);
+        let rules: Vec<String> = g.rules.iter().cloned().collect();
+        let sources: Vec<String> = g.sources.iter().cloned().collect();
+        // The group's opening time keeps ids unique should an event id ever recur.
+        let seq = format!("{}:{}", g.opened.timestamp_millis(), g.seq);
+        if let Some(s) = assess::silenced_by(
+            &self.silences,
+            &assess::Subject {
+                department: &dept.id,
+                rules: &rules,
+                sources: &sources,
+                text: &text,
+            },
+            now,
+        ) {
+            // Kept as a record; the items stay pending and go out when the silence ends
+            // (with whatever arrived meanwhile), unless a silence then still holds.
+            a.id = short_hash(&["silenced", &g.event, &g.department, &seq, &s.id]);
+            a.silenced = Some(silence_ref(s));
+            g.due = Some(s.ends);
+            g.silenced = Some(s.id.clone());
+            tracing::info!(department = %dept.id, event = %g.event, silence = %s.id, until = %alert::rfc3339(s.ends), "alert held back by a silence");
+            let record = NewAlert {
                 id: a.id.clone(),
                 channel: "alerts".into(),
                 department: dept.id.clone(),
                 url: dept.webhook.to_string(),
                 body: serde_json::to_string(&a).unwrap_or_default(),
-                send: true,
+                send: false,
             };
-            let committed = store.commit(Record::Nothing, &[new], &Put::group(&g, old_due), now)?;
-            if committed.queued.contains(&a.id) {
-                tracing::info!(department = %dept.id, event = %g.event, alert_id = %a.id, kind = %kind, level = %a.level, score = g.score, items = a.items.len(), url = a.item.url.as_deref().unwrap_or(""), title = %a.item.title, "alert raised");
-                raised.push(Raised {
-                    id: a.id,
-                    url: dept.webhook.to_string(),
-                    department: dept.id.clone(),
-                    level: a.level,
-                    kind,
-                });
+            store.commit(Record::Nothing, &[record], &Put::group(&g, old_due), now)?;
+            return Ok(None);
+        }
+        if level < Level::Orange {
+            if let Some(until) = assess::quiet_until(now, self.tz, self.settings.quiet_hours) {
+                g.due = Some(until);
+                tracing::info!(department = %dept.id, event = %g.event, until = %alert::rfc3339(until), "alert held for the end of quiet hours");
+                store.commit(Record::Nothing, &[], &Put::group(&g, old_due), now)?;
+                return Ok(None);
             }
         }
-        Ok(raised)
+        a.id = short_hash(&["alert", &g.event, &g.department, &seq]);
+        g.seq += 1;
+        // Escalation is measured against the highest level ever sent: a level that dips and
+        // comes back is not news twice.
+        let peak = g.sent.as_ref().map_or(level, |s| s.level.max(level));
+        g.sent = Some(Sent {
+            level: peak,
+            at: now,
+            event_items: ev.items,
+        });
+        if g.after_response {
+            g.escalated_after_response = true;
+        }
+        g.pending.clear();
+        g.omitted = 0;
+        g.due = None;
+        g.reason = None;
+        g.after_response = false;
+        g.silenced = None;
+        let new = NewAlert {
+            id: a.id.clone(),
+            channel: "alerts".into(),
+            department: dept.id.clone(),
+            url: dept.webhook.to_string(),
+            body: serde_json::to_string(&a).unwrap_or_default(),
+            send: true,
+        };
+        let committed = store.commit(Record::Nothing, &[new], &Put::group(&g, old_due), now)?;
+        if !committed.queued.contains(&a.id) {
+            return Ok(None);
+        }
+        tracing::info!(department = %dept.id, event = %g.event, alert_id = %a.id, kind = %a.kind, reason = %a.reason, level = %a.level, score = g.score, items = a.items.len(), url = a.item.url.as_deref().unwrap_or(""), title = %a.item.title, "alert raised");
+        Ok(Some(Raised {
+            id: a.id,
+            url: dept.webhook.to_string(),
+            department: dept.id.clone(),
+            level: a.level,
+            kind: a.kind,
+        }))
     }
 }
 

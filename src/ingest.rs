@@ -84,8 +84,14 @@ pub fn ingest(
                 Record::Item(item)
             }
         };
-        store.commit(record, &judged.alerts, &judged.puts, now)?;
-        report.queued.extend(judged.raised);
+        let committed = store.commit(record, &judged.alerts, &judged.puts, now)?;
+        // A spike alert is raised once per hour: later items of the hour find it recorded.
+        report.queued.extend(
+            judged
+                .raised
+                .into_iter()
+                .filter(|r| committed.queued.contains(&r.id)),
+        );
     }
     store.touch_seen(&known, now)?;
     report.queued.extend(judge.flush_due(store, now)?);
@@ -109,8 +115,12 @@ pub fn update(
         Vec::new()
     };
     let judged = judge.judge(store, item, &matches, None, now)?;
-    store.commit(Record::Item(item), &judged.alerts, &judged.puts, now)?;
-    let mut raised = judged.raised;
+    let committed = store.commit(Record::Item(item), &judged.alerts, &judged.puts, now)?;
+    let mut raised: Vec<Raised> = judged
+        .raised
+        .into_iter()
+        .filter(|r| committed.queued.contains(&r.id))
+        .collect();
     raised.extend(judge.flush_due(store, now)?);
     Ok(raised)
 }

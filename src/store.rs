@@ -666,6 +666,25 @@ impl Store {
         Ok(committed)
     }
 
+    /// Removes an item's placement, SimHash entry and per-department counted marks.
+    fn forget_judging(&self, item_id: &str) -> Result<(), StoreError> {
+        if let Ok(Some(p)) = self.placement(item_id) {
+            for put in Put::placement(item_id, &p) {
+                self.events.remove(put.key)?;
+            }
+        } else {
+            self.events.remove(prefixed(b'i', &[item_id.as_bytes()]))?;
+        }
+        for kv in self
+            .groups
+            .scan_prefix(prefixed(b'm', &[item_id.as_bytes(), &[0]]))
+        {
+            let (mk, _) = kv?;
+            self.groups.remove(mk)?;
+        }
+        Ok(())
+    }
+
     pub fn event(&self, id: &str) -> Result<Option<Event>, StoreError> {
         let key = prefixed(b'e', &[id.as_bytes()]);
         match self.events.get(&key)? {
@@ -755,8 +774,11 @@ impl Store {
         Ok(out)
     }
 
-    /// Groups whose timer has run out by `now`: (event, department).
-    pub fn due_groups(&self, now: DateTime<Utc>) -> Result<Vec<(String, String)>, StoreError> {
+    /// Groups whose timer has run out by `now`: (event, department, timer key).
+    pub fn due_groups(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(String, String, Vec<u8>)>, StoreError> {
         let end = prefixed(
             b'd',
             &[&(now.timestamp_millis().max(0) as u64 + 1).to_be_bytes()],
@@ -764,15 +786,26 @@ impl Store {
         let mut out = Vec::new();
         for kv in self.groups.range(vec![b'd']..end) {
             let (k, _) = kv?;
-            let rest = &k[9..];
-            if let Some(z) = rest.iter().position(|b| *b == 0) {
-                out.push((
+            let rest = k.get(9..).unwrap_or_default();
+            match rest.iter().position(|b| *b == 0) {
+                Some(z) => out.push((
                     String::from_utf8_lossy(&rest[..z]).into_owned(),
                     String::from_utf8_lossy(&rest[z + 1..]).into_owned(),
-                ));
+                    k.to_vec(),
+                )),
+                // Not a key this version writes: drop it rather than trip on it forever.
+                None => {
+                    self.groups.remove(&k)?;
+                }
             }
         }
         Ok(out)
+    }
+
+    /// Drops a timer entry whose group is gone or unreadable.
+    pub fn remove_timer(&self, key: &[u8]) -> Result<(), StoreError> {
+        self.groups.remove(key)?;
+        Ok(())
     }
 
     /// A department's matched items per hour in `from..=to`, and the first hour it counted.
@@ -1142,19 +1175,7 @@ impl Store {
                     }
                 }
                 self.items.remove(&k)?;
-                let item_id = String::from_utf8_lossy(&k).into_owned();
-                if let Some(p) = self.placement(&item_id)? {
-                    for put in Put::placement(&item_id, &p) {
-                        self.events.remove(put.key)?;
-                    }
-                }
-                for kv in self
-                    .groups
-                    .scan_prefix(prefixed(b'm', &[item_id.as_bytes(), &[0]]))
-                {
-                    let (mk, _) = kv?;
-                    self.groups.remove(mk)?;
-                }
+                self.forget_judging(&String::from_utf8_lossy(&k))?;
                 report.items += 1;
             }
         }
@@ -1163,6 +1184,8 @@ impl Store {
             if let Ok(rec) = from_json::<SeenRecord>("seen", &k, &v) {
                 if rec.last_seen < cutoff {
                     self.seen.remove(&k)?;
+                    // A duplicate has no body in `items`: its judging keys go with its identity.
+                    self.forget_judging(&String::from_utf8_lossy(&k))?;
                     report.identities += 1;
                 }
             }
@@ -1182,23 +1205,43 @@ impl Store {
                 report.alerts += 1;
             }
         }
-        // Events and groups change under the ingest lock; so does their retention.
-        let _exclusive = self.ingest_guard();
+        // Found without the ingest lock; each removed under it, after checking again that the
+        // event did not grow meanwhile.
+        let mut expired = Vec::new();
         for kv in self.events.scan_prefix([b'e']) {
             let (k, v) = kv?;
-            let Ok(event) = from_json::<Event>("events", &k, &v) else {
-                continue;
-            };
-            if event.last_seen < cutoff {
-                for g in self.groups_of(&event.id)? {
-                    self.groups.remove(group_key(&g.event, &g.department))?;
-                    if let Some(d) = g.due {
-                        self.groups.remove(due_key(d, &g.event, &g.department))?;
-                    }
+            if let Ok(event) = from_json::<Event>("events", &k, &v) {
+                if event.last_seen < cutoff {
+                    expired.push(event.id);
                 }
-                self.events.remove(&k)?;
-                report.events += 1;
             }
+        }
+        for id in expired {
+            let _exclusive = self.ingest_guard();
+            if self.event(&id)?.is_none_or(|e| e.last_seen >= cutoff) {
+                continue;
+            }
+            let mut puts = vec![Put {
+                space: Space::Events,
+                key: prefixed(b'e', &[id.as_bytes()]),
+                value: None,
+            }];
+            for g in self.groups_of(&id)? {
+                puts.push(Put {
+                    space: Space::Groups,
+                    key: group_key(&g.event, &g.department),
+                    value: None,
+                });
+                if let Some(d) = g.due {
+                    puts.push(Put {
+                        space: Space::Groups,
+                        key: due_key(d, &g.event, &g.department),
+                        value: None,
+                    });
+                }
+            }
+            self.commit(Record::Nothing, &[], &puts, cutoff)?;
+            report.events += 1;
         }
         let oldest_hour = crate::event::hour_of(cutoff);
         for kv in self.volume.iter() {

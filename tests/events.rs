@@ -376,7 +376,6 @@ async fn a_silence_holds_alerts_back_keeps_the_record_and_its_end_restores_them(
     let server = FeedServer::start().await;
     let receiver = Receiver::start().await;
     server.set("/s1.xml", feed_route(&[]));
-    server.set("/s2.xml", feed_route(&[]));
     let ends = Utc::now() + chrono::Duration::seconds(4);
     let ws = Workspace::new();
     ws.write_config(
@@ -384,11 +383,6 @@ async fn a_silence_holds_alerts_back_keeps_the_record_and_its_end_restores_them(
             r#"
 [[source]]
 id = "s1"
-kind = "feed"
-url = "{}"
-
-[[source]]
-id = "s2"
 kind = "feed"
 url = "{}"
 
@@ -405,7 +399,6 @@ ends = "{}"
 comment = "视频已在核查，核查期间不重复告警"
 "#,
             server.url("/s1.xml"),
-            server.url("/s2.xml"),
             ends.to_rfc3339(),
         ),
         &receiver.url(),
@@ -416,11 +409,9 @@ comment = "视频已在核查，核查期间不重复告警"
     polled(&server, "/s1.xml", before, 3).await;
     assert!(receiver.all().is_empty(), "silenced");
     // After the silence: the next item of the matter brings the alert, with everything held.
-    while Utc::now() < ends {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    server.set("/s2.xml", feed_route(&[copy("q1", "【转】")]));
+    // The silence ends: the held alert goes out by itself, with what it held.
     assert!(wait_for(WAIT, || receiver.acked().len() == 1).await);
+    assert!(Utc::now() >= ends);
     let a = receiver.acked()[0].json();
     assert_eq!(a["kind"], "new");
     let sources: Vec<&str> = a["items"]
@@ -429,7 +420,7 @@ comment = "视频已在核查，核查期间不重复告警"
         .iter()
         .map(|i| i["source"].as_str().unwrap())
         .collect();
-    assert_eq!(sources, ["s1", "s2"]);
+    assert_eq!(sources, ["s1"]);
     assert!(a.get("silenced").is_none());
     daemon.stop().await;
     // The silenced alert was recorded, not lost.
@@ -485,4 +476,239 @@ group_wait = "2s"
     tokio::time::sleep(Duration::from_millis(800)).await;
     daemon.stop().await;
     assert_eq!(receiver.acked().len(), 1);
+}
+
+// ---- The lifecycle on simulated time: the store and the judge, without a clock to wait on.
+
+use chrono::TimeZone;
+use tingfeng::config::{AssessSettings, Department, Source};
+use tingfeng::rules::Matcher;
+
+struct Desk {
+    _dir: tempfile::TempDir,
+    store: Store,
+    matcher: Matcher,
+    judge: Judge,
+}
+
+impl Desk {
+    fn new(settings: AssessSettings) -> Desk {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 8 << 20).unwrap();
+        let depts = vec![Department {
+            id: "urban".into(),
+            name: "城市管理局".into(),
+            keywords: vec!["城管".into()],
+            exclude: vec![],
+            rules: vec![],
+            webhook: url::Url::parse("http://127.0.0.1:9/hook").unwrap(),
+        }];
+        let matcher = Matcher::new(&depts).unwrap();
+        let judge = Judge::with(settings, depts, matcher.rule_set());
+        Desk {
+            _dir: dir,
+            store,
+            matcher,
+            judge,
+        }
+    }
+
+    /// One poll of `source` at `now` giving these (guid, title, text) entries.
+    fn poll(&self, source: &str, entries: &[(String, String, String)], now: chrono::DateTime<Utc>) {
+        let entries = entries
+            .iter()
+            .map(|(g, t, x)| tingfeng::item::Entry {
+                guid: Some(g.clone()),
+                link: Some(format!("http://{source}.example/{g}")),
+                title: t.clone(),
+                text: x.clone(),
+                ..Default::default()
+            })
+            .collect();
+        let items = build_items(source, entries, now);
+        let src = Source::feed(source, url::Url::parse("http://127.0.0.1:9/feed").unwrap());
+        tingfeng::ingest::ingest(
+            &self.store,
+            &self.matcher,
+            &self.judge,
+            &src,
+            &items,
+            true,
+            now,
+        )
+        .unwrap();
+    }
+
+    /// The alerts queued for sending, oldest first.
+    fn queued(&self) -> Vec<serde_json::Value> {
+        self.store
+            .outbox_entries()
+            .unwrap()
+            .iter()
+            .map(|e| serde_json::from_str(&e.body).unwrap())
+            .collect()
+    }
+
+    fn flush(&self, now: chrono::DateTime<Utc>) {
+        tingfeng::ingest::flush_due(&self.store, &self.judge, now).unwrap();
+    }
+}
+
+fn spread_only(yellow: f64, orange: f64) -> AssessSettings {
+    let mut s = AssessSettings::default();
+    s.weights.rules = 0.0;
+    s.weights.source = 0.0;
+    s.weights.engagement = 0.0;
+    s.weights.velocity = 0.0;
+    s.weights.sentiment = 0.0;
+    s.levels = [yellow, orange, 30.0];
+    s
+}
+
+#[test]
+fn quiet_hours_hold_blue_until_morning_but_never_orange() {
+    let mut settings = spread_only(3.0, 5.0);
+    settings.quiet_hours = Some((
+        chrono::NaiveTime::from_hms_opt(22, 0, 0).unwrap(),
+        chrono::NaiveTime::from_hms_opt(7, 0, 0).unwrap(),
+    ));
+    settings.repeat_interval = Duration::from_secs(3600);
+    let desk = Desk::new(settings);
+    // 23:30 in Beijing.
+    let night = Utc.with_ymd_and_hms(2026, 11, 27, 15, 30, 0).unwrap();
+    desk.poll("s1", &[copy("p1", "")], night);
+    assert!(desk.queued().is_empty(), "blue waits for 07:00");
+    desk.flush(night + chrono::Duration::minutes(20));
+    assert!(desk.queued().is_empty());
+    // Three more sites at 00:00: spread log2(4) + 3 = 5 → orange, sent at once.
+    let midnight = night + chrono::Duration::minutes(30);
+    desk.poll("s2", &[copy("q1", "【转】")], midnight);
+    desk.poll("s3", &[copy("r1", "网友爆料：")], midnight);
+    assert!(desk.queued().is_empty(), "still yellow");
+    desk.poll("s4", &[copy("t1", "扩散：")], midnight);
+    let q = desk.queued();
+    assert_eq!(q.len(), 1, "orange goes out in quiet hours");
+    assert_eq!(q[0]["level"], "orange");
+    assert_eq!(q[0]["kind"], "new");
+    assert_eq!(
+        q[0]["items"].as_array().unwrap().len(),
+        4,
+        "everything held is listed"
+    );
+    // Still growing two hours later at the same level: a repeat (kind escalated).
+    let later = midnight + chrono::Duration::hours(2);
+    desk.poll("s1", &[copy("p1", ""), copy("p2", "再转：")], later);
+    let q = desk.queued();
+    assert_eq!(q.len(), 2);
+    assert_eq!(q[1]["kind"], "escalated");
+    assert_eq!(q[1]["reason"], "repeat");
+    assert_eq!(q[1]["level"], "orange");
+}
+
+#[test]
+fn a_held_blue_alert_goes_out_when_quiet_hours_end() {
+    let mut settings = spread_only(3.0, 5.0);
+    settings.quiet_hours = Some((
+        chrono::NaiveTime::from_hms_opt(22, 0, 0).unwrap(),
+        chrono::NaiveTime::from_hms_opt(7, 0, 0).unwrap(),
+    ));
+    let desk = Desk::new(settings);
+    let night = Utc.with_ymd_and_hms(2026, 11, 27, 15, 30, 0).unwrap();
+    desk.poll("s1", &[copy("p1", "")], night);
+    desk.flush(Utc.with_ymd_and_hms(2026, 11, 27, 22, 59, 0).unwrap());
+    assert!(desk.queued().is_empty());
+    desk.flush(Utc.with_ymd_and_hms(2026, 11, 27, 23, 0, 0).unwrap());
+    let q = desk.queued();
+    assert_eq!(q.len(), 1, "07:00 Beijing");
+    assert_eq!(q[0]["level"], "blue");
+}
+
+/// Distinct stories (so each is its own event) that all match the department.
+fn story(n: usize) -> (String, String, String) {
+    let places = [
+        "东湖", "西山", "南岸", "北站", "中山", "滨江", "高新", "老城",
+    ];
+    let issues = [
+        "占道经营",
+        "夜市噪音",
+        "违章搭建",
+        "共享单车乱停",
+        "垃圾清运",
+    ];
+    (
+        format!("s{n}"),
+        format!("{}街道城管{}问题第{n}报", places[n % 8], issues[n % 5]),
+        format!(
+            "居民反映{}街道{}问题持续多日，城管部门今日到场处置，第{n}次记录，编号{}。",
+            places[n % 8],
+            issues[n % 5],
+            n * 7919
+        ),
+    )
+}
+
+/// Writes a department's volume for the same hour on each of the previous days.
+fn history(desk: &Desk, now: chrono::DateTime<Utc>, counts: &[u32]) {
+    let hour = tingfeng::event::hour_of(now);
+    let days = counts.len() as i64;
+    let mut puts = tingfeng::store::Put::volume("urban", hour - days * 24 - 1, 0, true);
+    for (d, c) in counts.iter().enumerate() {
+        puts.extend(tingfeng::store::Put::volume(
+            "urban",
+            hour - (d as i64 + 1) * 24,
+            *c,
+            false,
+        ));
+    }
+    desk.store.commit(Record::Nothing, &[], &puts, now).unwrap();
+}
+
+fn spikes(desk: &Desk) -> Vec<serde_json::Value> {
+    desk.queued()
+        .into_iter()
+        .filter(|a| a["reason"] == "spike")
+        .collect()
+}
+
+#[test]
+fn a_jump_in_a_departments_hourly_volume_raises_one_spike_alert() {
+    let mut settings = AssessSettings::default();
+    settings.spike_days = 3;
+    settings.spike_min = 3;
+    settings.spike_k = 2.0;
+    let desk = Desk::new(settings);
+    let now = Utc.with_ymd_and_hms(2026, 11, 27, 4, 10, 0).unwrap();
+    history(&desk, now, &[1, 2, 1]);
+    for n in 0..6 {
+        desk.poll("s1", &[story(n)], now + chrono::Duration::seconds(n as i64));
+    }
+    let s = spikes(&desk);
+    assert_eq!(s.len(), 1, "once per hour");
+    assert_eq!(s[0]["kind"], "new");
+    assert_eq!(
+        s[0]["spike"]["count"], 3,
+        "raised when the hour crossed the line"
+    );
+    assert!(s[0]["spike"]["threshold"].as_f64().unwrap() < 3.0);
+}
+
+#[test]
+fn a_flat_series_raises_no_spike() {
+    let mut settings = AssessSettings::default();
+    settings.spike_days = 3;
+    settings.spike_min = 3;
+    settings.spike_k = 2.0;
+    let desk = Desk::new(settings);
+    let now = Utc.with_ymd_and_hms(2026, 11, 27, 4, 10, 0).unwrap();
+    history(&desk, now, &[5, 5, 5]);
+    for n in 0..5 {
+        desk.poll("s1", &[story(n)], now + chrono::Duration::seconds(n as i64));
+    }
+    assert!(spikes(&desk).is_empty());
+    // Without history the department has no baseline: no spike however busy.
+    let fresh = Desk::new(AssessSettings::default());
+    for n in 0..20 {
+        fresh.poll("s1", &[story(n)], now);
+    }
+    assert!(spikes(&fresh).is_empty());
 }

@@ -768,6 +768,28 @@ impl Validator {
         let sources = self.sources(sources, &base);
         let ops = self.ops(ops_raw);
         let assess = self.assess(assess_raw);
+        if let Some(d) = &daemon {
+            // Retention that drops what judging still reads would make old matters look new
+            // and empty hours look quiet (false spikes).
+            let needed = assess
+                .event_window
+                .max(Duration::from_secs(86_400 * (assess.spike_days as u64 + 1)));
+            if d.retention < needed {
+                let at = At {
+                    path: KeyPath::root().key("daemon"),
+                    label: None,
+                };
+                self.issue(
+                    &at,
+                    Some("retention"),
+                    format!(
+                        "{} is shorter than what risk judging reads back ({}: assess.event_window and assess.spike_days + 1 day)",
+                        humantime::format_duration(d.retention),
+                        humantime::format_duration(needed)
+                    ),
+                );
+            }
+        }
         let silences = self.silences(silences_raw, &sources, &departments);
         if sources.is_empty() && self.issues.is_empty() {
             self.warnings
