@@ -672,11 +672,12 @@ fn spikes(desk: &Desk) -> Vec<serde_json::Value> {
 
 #[test]
 fn a_jump_in_a_departments_hourly_volume_raises_one_spike_alert() {
-    let mut settings = AssessSettings::default();
-    settings.spike_days = 3;
-    settings.spike_min = 3;
-    settings.spike_k = 2.0;
-    let desk = Desk::new(settings);
+    let desk = Desk::new(AssessSettings {
+        spike_days: 3,
+        spike_min: 3,
+        spike_k: 2.0,
+        ..Default::default()
+    });
     let now = Utc.with_ymd_and_hms(2026, 11, 27, 4, 10, 0).unwrap();
     history(&desk, now, &[1, 2, 1]);
     for n in 0..6 {
@@ -694,11 +695,12 @@ fn a_jump_in_a_departments_hourly_volume_raises_one_spike_alert() {
 
 #[test]
 fn a_flat_series_raises_no_spike() {
-    let mut settings = AssessSettings::default();
-    settings.spike_days = 3;
-    settings.spike_min = 3;
-    settings.spike_k = 2.0;
-    let desk = Desk::new(settings);
+    let desk = Desk::new(AssessSettings {
+        spike_days: 3,
+        spike_min: 3,
+        spike_k: 2.0,
+        ..Default::default()
+    });
     let now = Utc.with_ymd_and_hms(2026, 11, 27, 4, 10, 0).unwrap();
     history(&desk, now, &[5, 5, 5]);
     for n in 0..5 {
