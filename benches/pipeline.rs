@@ -643,12 +643,56 @@ fn own_status(name: &str) -> String {
         .unwrap_or_else(|| "?".into())
 }
 
+const TYPICAL: &[&str] = &[
+    "城管",
+    "占道经营",
+    "违建",
+    "强拆",
+    "暴雨",
+    "内涝",
+    "食品安全",
+    "拖欠工资",
+    "医保",
+    "学区房",
+    "噪音扰民",
+    "垃圾分类",
+    "物业纠纷",
+    "征地补偿",
+    "环境污染",
+    "信访",
+];
+
+/// 1,000 keywords in 20 departments: the typical terms above spread over them, the rest
+/// random CJK words that almost never occur.
+fn rare_departments() -> Vec<Department> {
+    let mut rng = fastrand::Rng::with_seed(5);
+    let mut words: BTreeSet<String> = TYPICAL.iter().map(|s| s.to_string()).collect();
+    while words.len() < 1000 {
+        let len = rng.usize(2..=4);
+        let w: String = (0..len)
+            .filter_map(|_| char::from_u32(rng.u32(0x4e00..0x9fa5)))
+            .collect();
+        words.insert(w);
+    }
+    let words: Vec<String> = words.into_iter().collect();
+    (0..20)
+        .map(|d| Department {
+            id: format!("dept{d}"),
+            name: format!("部门{d}"),
+            keywords: words.iter().skip(d).step_by(20).cloned().collect(),
+            exclude: vec![],
+            rules: vec![],
+            webhook: url::Url::parse("http://127.0.0.1:9/hook").unwrap(),
+        })
+        .collect()
+}
+
 /// Judging at scale: `total` items, 11k a day over 90 days (1M), each placed in an event
 /// (near-duplicate lookup over the 3-day window, Jaccard confirmation), matched against 20
 /// departments and folded into their groups, scored, and committed; alerts that come due are
 /// flushed per batch of 50 items, as a poll does. A fifth of the items are reposts of a recent
 /// item with a few characters changed, so events grow; the rest are new stories composed from
-/// the fixture corpus.
+/// the fixture corpus, one in twenty of them about a department's matter.
 fn events_at_scale(total: usize) {
     let feeds: Vec<Vec<u8>> = FEEDS.iter().map(|f| fixture(f)).collect();
     let now = Utc::now();
@@ -665,8 +709,8 @@ fn events_at_scale(total: usize) {
             }
         }
     }
-    let corpus_strings: Vec<String> = corpus.iter().map(|c| c.iter().collect()).collect();
-    let depts = departments(&corpus_strings);
+    let depts = rare_departments();
+    let typical: Vec<Vec<char>> = TYPICAL.iter().map(|w| w.chars().collect()).collect();
     let matcher = Matcher::new(&depts).expect("automaton");
     let judge = Judge::with(Default::default(), depts.clone(), matcher.rule_set());
     let dir = tempfile::tempdir().expect("tempdir");
@@ -683,6 +727,14 @@ fn events_at_scale(total: usize) {
             let len = rng.usize(30..=60).min(t.len());
             let at = rng.usize(..=t.len() - len);
             text.extend(&t[at..at + len]);
+        }
+        // One story in twenty concerns a department (a busy day; most posts concern none).
+        if rng.u8(..20) == 0 {
+            let w = &typical[rng.usize(..typical.len())];
+            let at = rng.usize(..text.chars().count().min(40));
+            let mut chars: Vec<char> = text.chars().collect();
+            chars.splice(at..at, w.iter().copied());
+            text = chars.into_iter().collect();
         }
         let title: String = text.chars().take(20).collect();
         (title, text)

@@ -339,6 +339,35 @@ fn check(path: &Path) -> ExitCode {
         );
     }
     println!("  keywords:    {}", cfg.keyword_count());
+    let a = &cfg.assess;
+    println!(
+        "  judging:     yellow ≥ {}, orange ≥ {}, red ≥ {}; group_wait {}, repeat_interval {}, event_window {}{}",
+        a.levels[0],
+        a.levels[1],
+        a.levels[2],
+        humantime::format_duration(a.group_wait),
+        humantime::format_duration(a.repeat_interval),
+        humantime::format_duration(a.event_window),
+        a.quiet_hours
+            .map(|(s, e)| format!(", quiet {}–{}", s.format("%H:%M"), e.format("%H:%M")))
+            .unwrap_or_default()
+    );
+    let now = Utc::now();
+    for s in &cfg.silences {
+        let state = if s.ends <= now {
+            "ended"
+        } else if s.starts.is_some_and(|t| t > now) {
+            "not started"
+        } else {
+            "in force"
+        };
+        println!(
+            "  silence {}: {state} until {} — {}",
+            s.id,
+            tingfeng::alert::rfc3339(s.ends),
+            s.comment
+        );
+    }
     println!("  data_dir:    {}", cfg.daemon.data_dir.display());
     ExitCode::SUCCESS
 }
