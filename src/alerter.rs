@@ -295,9 +295,14 @@ impl Judge {
         let chars = event::cluster_text(item);
         let shingles = event::shingles(&chars);
         let hash = (shingles.len() >= event::MIN_SHINGLES).then(|| event::simhash(&shingles));
+        let headline = event::headline(&item.title);
         // A copy caught by URL or text hash is never stored as an item: it must not stand in
         // the near-duplicate index where confirming it would fail.
-        let indexed = if duplicate_of.is_some() { None } else { hash };
+        let (indexed, indexed_headline) = if duplicate_of.is_some() {
+            (None, None)
+        } else {
+            (hash, headline)
+        };
         let mut found: Option<Event> = None;
         // Exact links: the first copy of a duplicate, the original of a repost.
         for linked in [duplicate_of, item.related.as_deref()]
@@ -311,28 +316,41 @@ impl Judge {
                 }
             }
         }
-        if let (None, Some(h)) = (&found, hash) {
+        if found.is_none() && (hash.is_some() || headline.is_some()) {
             let from = event::day_of(now - window);
-            let candidates: Vec<(u32, String, String)> = store
-                .near(h, from, event::day_of(now), event::MAX_DISTANCE)?
+            let candidates: Vec<crate::store::Near> = store
+                .near(
+                    hash,
+                    headline,
+                    from,
+                    event::day_of(now),
+                    event::MAX_DISTANCE,
+                )?
                 .into_iter()
-                .filter(|(_, id, _)| *id != item.id)
+                .filter(|n| n.item != item.id)
                 .collect();
             let mut tried: Vec<String> = Vec::new();
-            for (_, other_id, ev_id) in candidates {
-                // One confirmation per event, a bounded number of events, closest first.
-                if tried.len() >= MAX_CONFIRM || tried.contains(&ev_id) {
+            for near in candidates {
+                // One confirmation per event, a bounded number of events, best first.
+                if tried.len() >= MAX_CONFIRM || tried.contains(&near.event) {
                     continue;
                 }
-                let Some(other) = store.item(&other_id)? else {
+                // The same long headline is the same story (a list entry and its article,
+                // a story republished with a new lead); a close SimHash must be confirmed.
+                let confirmed = if near.same_headline {
+                    true
+                } else {
+                    let Some(other) = store.item(&near.item)? else {
+                        continue;
+                    };
+                    let theirs = event::shingles(&event::cluster_text(&other));
+                    event::same_story(&shingles, &theirs)
+                };
+                tried.push(near.event.clone());
+                let Some(e) = store.event(&near.event)?.filter(|e| live(e)) else {
                     continue;
                 };
-                tried.push(ev_id.clone());
-                let Some(e) = store.event(&ev_id)?.filter(|e| live(e)) else {
-                    continue;
-                };
-                let theirs = event::shingles(&event::cluster_text(&other));
-                if event::same_story(&shingles, &theirs) {
+                if confirmed {
                     found = Some(e);
                     break;
                 }
@@ -351,6 +369,7 @@ impl Judge {
             &Placement {
                 event: ev.id.clone(),
                 simhash: indexed,
+                headline: indexed_headline,
                 day: event::day_of(now),
             },
         ));

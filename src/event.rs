@@ -10,7 +10,9 @@
 //! (a 100-character post with a 2-character prefix is 3–10 bits away, a 55-character repost
 //! with "【转】" 4–6), hence a threshold of 12, not the 3 used for long documents; unrelated
 //! texts sit around 32 and the Jaccard check keeps precision. Exact links (a repost of a
-//! stored item, a copy with the same canonical URL or text) join without any measure.
+//! stored item, a copy with the same canonical URL or text) join without any measure, and so
+//! does an item with the same long headline (at least 12 significant characters) as one of
+//! the window: a list entry and its article, a story republished with a different lead.
 
 use crate::item::Item;
 use chrono::{DateTime, Utc};
@@ -38,6 +40,17 @@ pub fn cluster_text(item: &Item) -> Vec<char> {
     crate::text::significant(&format!("{} {}", item.title, item.text))
         .chars()
         .collect()
+}
+
+/// A headline this long (significant characters) names one story: two items with the same
+/// one are the same story even when their texts differ (a list entry and its article). Shorter
+/// headlines ("求助", "通知") are shared by unrelated posts.
+pub const MIN_HEADLINE: usize = 12;
+
+/// Hash of a headline long enough to identify a story.
+pub fn headline(title: &str) -> Option<u64> {
+    let chars: Vec<char> = crate::text::significant(title).chars().collect();
+    (chars.len() >= MIN_HEADLINE).then(|| fnv(&chars))
 }
 
 /// FNV-1a: stable across builds and platforms (the store keeps these hashes).

@@ -182,6 +182,10 @@ pub struct Placement {
     pub event: String,
     /// None for a text too short to cluster.
     pub simhash: Option<u64>,
+    /// Hash of the headline, when long enough to identify a story (see
+    /// [`crate::event::headline`]).
+    #[serde(default)]
+    pub headline: Option<u64>,
     /// The day it was indexed under (see [`crate::event::day_of`]).
     #[serde(default)]
     pub day: u32,
@@ -252,8 +256,11 @@ impl Put {
             key: prefixed(b'i', &[item_id.as_bytes()]),
             value: Some(to_json(p)),
         }];
-        if let Some(h) = p.simhash {
-            let mut value = h.to_be_bytes().to_vec();
+        if p.simhash.is_some() || p.headline.is_some() {
+            let flags = u8::from(p.simhash.is_some()) | u8::from(p.headline.is_some()) << 1;
+            let mut value = p.simhash.unwrap_or(0).to_be_bytes().to_vec();
+            value.extend_from_slice(&p.headline.unwrap_or(0).to_be_bytes());
+            value.push(flags);
             value.extend_from_slice(p.event.as_bytes());
             out.push(Put {
                 space: Space::Events,
@@ -333,25 +340,40 @@ pub struct Committed {
     pub queued: Vec<String>,
 }
 
-/// One item's SimHash in the in-memory index.
+/// One item in the in-memory index: its SimHash and headline hash.
 #[derive(Debug, Clone)]
 struct SimEntry {
-    hash: u64,
+    hash: Option<u64>,
+    headline: Option<u64>,
     item: String,
     event: String,
 }
 
+/// A candidate for joining an event: how it came close, the item, its event.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Near {
+    /// 0 for the same headline, else 1 + the SimHash distance: headlines first.
+    pub rank: u32,
+    pub same_headline: bool,
+    pub item: String,
+    pub event: String,
+}
+
 impl SimEntry {
-    /// From an `s` key (`s` ++ day ++ item id) and its value (hash ++ event id).
+    /// From an `s` key (`s` ++ day ++ item id) and its value (SimHash ++ headline hash ++
+    /// flags ++ event id).
     fn parse(key: &[u8], value: &[u8]) -> Option<SimEntry> {
-        if key.len() < 5 || value.len() < 8 {
+        if key.len() < 5 || value.len() < 17 {
             return None;
         }
         let hash = u64::from_be_bytes(value[..8].try_into().ok()?);
+        let headline = u64::from_be_bytes(value[8..16].try_into().ok()?);
+        let flags = value[16];
         Some(SimEntry {
-            hash,
+            hash: (flags & 1 != 0).then_some(hash),
+            headline: (flags & 2 != 0).then_some(headline),
             item: String::from_utf8_lossy(&key[5..]).into_owned(),
-            event: String::from_utf8_lossy(&value[8..]).into_owned(),
+            event: String::from_utf8_lossy(&value[17..]).into_owned(),
         })
     }
 
@@ -701,15 +723,16 @@ impl Store {
         }
     }
 
-    /// Items indexed on days `from..=to` whose SimHash is within `max_distance` of `hash`:
-    /// (distance, item id, its event), closest first.
+    /// Items indexed on days `from..=to` with the same headline or a SimHash within
+    /// `max_distance` of `hash`, best first.
     pub fn near(
         &self,
-        hash: u64,
+        hash: Option<u64>,
+        headline: Option<u64>,
         from: u32,
         to: u32,
         max_distance: u32,
-    ) -> Result<Vec<(u32, String, String)>, StoreError> {
+    ) -> Result<Vec<Near>, StoreError> {
         let mut index = self.sim.lock().unwrap_or_else(|p| p.into_inner());
         index.days.retain(|d, _| *d >= from);
         for day in from..=to {
@@ -726,13 +749,27 @@ impl Store {
             }
             index.days.insert(day, entries);
         }
-        let mut out: Vec<(u32, String, String)> = index
+        let mut out: Vec<Near> = index
             .days
             .range(from..=to)
             .flat_map(|(_, v)| v.iter())
             .filter_map(|e| {
-                let d = (e.hash ^ hash).count_ones();
-                (d <= max_distance).then(|| (d, e.item.clone(), e.event.clone()))
+                let same_headline = headline.is_some() && e.headline == headline;
+                let distance = match (hash, e.hash) {
+                    (Some(a), Some(b)) => Some((a ^ b).count_ones()),
+                    _ => None,
+                };
+                let rank = if same_headline {
+                    0
+                } else {
+                    1 + distance.filter(|d| *d <= max_distance)?
+                };
+                Some(Near {
+                    rank,
+                    same_headline,
+                    item: e.item.clone(),
+                    event: e.event.clone(),
+                })
             })
             .collect();
         out.sort();

@@ -146,6 +146,84 @@ keywords = ["音律联觉"]
     assert_eq!(others.len(), items.len() - 2, "{items:#?}");
 }
 
+#[test]
+fn a_list_entry_and_its_article_are_one_story_and_other_articles_are_not() {
+    let ws = Workspace::new();
+    ws.write_config(
+        r#"
+[[source]]
+id = "portal"
+kind = "html"
+url = "https://www.qbitai.com/"
+[source.select]
+item = "div.picture_text"
+title = "h4"
+link = "h4 a@href || a@href"
+summary = "div.text_box > p"
+[source.detail]
+content = "div.article"
+title = "div.article > h1"
+
+[[department]]
+id = "d"
+name = "部门"
+keywords = ["机器人"]
+"#,
+        "http://127.0.0.1:9/hook",
+    );
+    let cfg = ws.load();
+    let html = cfg.sources[0].html.as_ref().unwrap();
+    let now = Utc::now();
+    let page_url = url::Url::parse("https://www.qbitai.com/").unwrap();
+    let ctx = tingfeng::source::html::HtmlContext {
+        content_type: Some("text/html; charset=utf-8"),
+        page_url: &page_url,
+        encoding_override: None,
+        timezone: chrono_tz::Asia::Shanghai,
+        now,
+        date_format: None,
+    };
+    let list = tingfeng::source::html::extract_list(&fixture("qbitai_list.html"), &html.list, &ctx);
+    let listed = build_items("portal", list.entries, now);
+    assert!(listed.len() > 10);
+    let store = Store::open(ws.dir.path().join("store").as_path(), 8 << 20).unwrap();
+    let judge = Judge::with(Default::default(), Vec::new(), "");
+    let list_events: Vec<String> = listed.iter().map(|i| place(&store, &judge, i)).collect();
+    let distinct: std::collections::BTreeSet<_> = list_events.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        listed.len(),
+        "every list entry is its own story"
+    );
+    // The articles as another site carries them: full text, a title from the page.
+    let detail = html.detail.as_ref().unwrap();
+    for (file, number) in [
+        ("qbitai_article_275178.html", "275178"),
+        ("qbitai_article_275232.html", "275232"),
+    ] {
+        let d = tingfeng::source::html::extract_detail(&fixture(file), detail, &ctx);
+        let entry = tingfeng::item::Entry {
+            guid: Some(number.into()),
+            link: Some(format!("https://mirror.example/{number}")),
+            title: d.title.clone().unwrap(),
+            text: d.content.clone().unwrap(),
+            ..Default::default()
+        };
+        let article = &build_items("mirror", vec![entry], now)[0];
+        assert!(article.text.chars().count() > 3000, "the whole article");
+        let k = listed
+            .iter()
+            .position(|i| i.url.as_deref().is_some_and(|u| u.contains(number)))
+            .expect("listed");
+        assert_eq!(
+            place(&store, &judge, article),
+            list_events[k],
+            "{:?} joins its list entry",
+            article.title
+        );
+    }
+}
+
 /// An RSS document with the given (guid, title, text) entries.
 fn rss(entries: &[(String, String, String)]) -> Vec<u8> {
     let mut s = String::from(
