@@ -171,6 +171,30 @@ fn is_dodge_separator(c: char) -> bool {
         )
 }
 
+/// Whether a non-ASCII BMP character comes out of NFKC and lower-casing as itself (and is not
+/// zero-width): a bit per character, computed once from the real conversions.
+fn is_stable(c: char) -> bool {
+    static TABLE: std::sync::OnceLock<Vec<u64>> = std::sync::OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        let mut bits = vec![0u64; 0x10000 / 64];
+        for u in 0x80u32..0x10000 {
+            let Some(c) = char::from_u32(u) else {
+                continue;
+            };
+            let mut nfkc = std::iter::once(c).nfkc();
+            let same = nfkc.next() == Some(c) && nfkc.next().is_none();
+            let mut lower = c.to_lowercase();
+            let lower_same = lower.next() == Some(c) && lower.next().is_none();
+            if same && lower_same && !is_zero_width(c) {
+                bits[(u / 64) as usize] |= 1 << (u % 64);
+            }
+        }
+        bits
+    });
+    let u = c as u32;
+    u < 0x10000 && table[(u / 64) as usize] & (1 << (u % 64)) != 0
+}
+
 const T2S_FIRST: u32 = 0x4e00;
 const T2S_LAST: u32 = 0x9fff;
 
@@ -238,7 +262,12 @@ impl<F: FnMut(u32, char)> Stream<F> {
             self.last_cjk = false;
             return;
         }
-        let cjk = is_cjk(c);
+        self.plain(i, c, is_cjk(c));
+    }
+
+    /// A character that is not a separator.
+    #[inline]
+    fn plain(&mut self, i: u32, c: char, cjk: bool) {
         if self.pending_len > 0 {
             if cjk {
                 self.pending_len = 0;
@@ -265,7 +294,17 @@ impl<F: FnMut(u32, char)> Stream<F> {
         if c.is_ascii() {
             self.feed(i, c.to_ascii_lowercase());
         } else if is_cjk(c) {
-            self.feed(i, t2s_with(self.t2s, c));
+            // Never a separator: straight to the output.
+            self.plain(i, t2s_with(self.t2s, c), true);
+        } else if is_stable(c) {
+            // Most punctuation and symbols of Chinese text (“”、《》…): unchanged by NFKC and
+            // case folding, so spared the general path.
+            self.feed(i, c);
+        } else if ('\u{ff01}'..='\u{ff5e}').contains(&c) {
+            // Full-width ASCII forms (，：！Ａ１): NFKC is a fixed offset; common in Chinese
+            // text, so spared the general NFKC path.
+            let a = char::from_u32(c as u32 - 0xfee0).unwrap_or(c);
+            self.feed(i, a.to_ascii_lowercase());
         } else if !is_zero_width(c) {
             for d in std::iter::once(c).nfkc() {
                 for l in d.to_lowercase() {
@@ -394,6 +433,23 @@ impl Normalized {
         (from as usize, (to.max(from)) as usize)
     }
 
+    /// Both ranges of an Aho-Corasick match at normalised bytes `start..end` (char
+    /// boundaries: the patterns are UTF-8) with one checkpoint lookup: (original from,
+    /// original to, normalised from, normalised to).
+    pub fn locate(&self, start: usize, end: usize) -> (usize, usize, usize, usize) {
+        let a = self.char_at(start);
+        let b = a + self.text.get(start..end).map_or(0, |m| m.chars().count());
+        let o_from = self.origin(a as u32).unwrap_or(self.original_chars);
+        let o_to = match b.checked_sub(1).filter(|_| b > a) {
+            Some(last) => self
+                .origin(last as u32)
+                .map(|o| o + 1)
+                .unwrap_or(self.original_chars),
+            None => o_from,
+        };
+        (o_from as usize, o_to.max(o_from) as usize, a, b)
+    }
+
     /// The original char normalised char `n` came from.
     fn origin(&self, n: u32) -> Option<u32> {
         if n >= self.normalized_chars {
@@ -431,13 +487,53 @@ impl Normalized {
 /// `count` chars either side of original chars `from..to`, with ellipses where cut. Walks
 /// only as far as the snippet's end: texts can be long and many departments may match.
 pub fn snippet(original: &str, from: usize, to: usize, count: usize) -> String {
+    snippet_from(original, 0, 0, from, to, count)
+}
+
+/// Byte offsets of every [`CHECKPOINT`]-th char of a text, so that many snippets of one long
+/// text do not each walk it from the start.
+#[derive(Debug, Default)]
+pub struct CharIndex {
+    checkpoints: Vec<usize>,
+}
+
+impl CharIndex {
+    pub fn new(s: &str) -> CharIndex {
+        CharIndex {
+            checkpoints: s
+                .char_indices()
+                .step_by(CHECKPOINT as usize)
+                .map(|(b, _)| b)
+                .collect(),
+        }
+    }
+
+    /// Like [`snippet`], starting from the nearest checkpoint.
+    pub fn snippet(&self, original: &str, from: usize, to: usize, count: usize) -> String {
+        let start = from.saturating_sub(count);
+        let k = (start / CHECKPOINT as usize).min(self.checkpoints.len().saturating_sub(1));
+        let byte = self.checkpoints.get(k).copied().unwrap_or(0);
+        snippet_from(original, byte, k * CHECKPOINT as usize, from, to, count)
+    }
+}
+
+/// [`snippet`] with the walk starting at `byte`, which is the start of char `char_at`.
+fn snippet_from(
+    original: &str,
+    byte: usize,
+    char_at: usize,
+    from: usize,
+    to: usize,
+    count: usize,
+) -> String {
     let start = from.saturating_sub(count);
     let end = to.saturating_add(count);
     let mut s = String::new();
     if start > 0 {
         s.push('…');
     }
-    for (k, c) in original.chars().enumerate() {
+    for (k, c) in original.get(byte..).unwrap_or("").chars().enumerate() {
+        let k = k + char_at;
         if k < start {
             continue;
         }
@@ -462,6 +558,25 @@ pub fn significant(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn full_width_forms_are_ascii_by_a_fixed_offset_and_snippets_agree() {
+        for u in 0xff01u32..=0xff5e {
+            let c = char::from_u32(u).unwrap();
+            let nfkc: String = std::iter::once(c).nfkc().collect();
+            assert_eq!(nfkc, char::from_u32(u - 0xfee0).unwrap().to_string());
+        }
+        let text: String = (0..300)
+            .map(|k| if k % 7 == 0 { '城' } else { 'a' })
+            .collect();
+        let index = CharIndex::new(&text);
+        for from in [0, 5, 31, 32, 33, 100, 250, 299, 400] {
+            assert_eq!(
+                index.snippet(&text, from, from + 2, 40),
+                snippet(&text, from, from + 2, 40)
+            );
+        }
+    }
 
     /// The sparse offset map agrees with a dense one (each normalised char's byte offset and
     /// origin recorded) on every character of random mixed text.
@@ -493,6 +608,19 @@ mod tests {
                     (*origin as usize, *origin as usize + 1),
                     "{s:?} char {k}"
                 );
+            }
+            // Spans of a few characters, as matches are: locate agrees with both ranges.
+            for (k, (byte, _)) in dense.iter().enumerate() {
+                let last = (k + rng.usize(0..4)).min(dense.len() - 1);
+                let end = dense[last].0
+                    + text[dense[last].0..]
+                        .chars()
+                        .next()
+                        .map_or(0, char::len_utf8);
+                let (of, ot) = n.original_range(*byte, end);
+                let (nf, nt) = n.normalized_range(*byte, end);
+                assert_eq!(n.locate(*byte, end), (of, ot, nf, nt), "{s:?} {k}..={last}");
+                assert_eq!((of, ot), (dense[k].1 as usize, dense[last].1 as usize + 1));
             }
         }
     }

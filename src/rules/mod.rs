@@ -451,8 +451,7 @@ impl Matcher {
             }
             let norm = Normalized::new(original);
             for m in ac.find_overlapping_iter(&norm.text) {
-                let (start, end) = norm.original_range(m.start(), m.end());
-                let (nstart, nend) = norm.normalized_range(m.start(), m.end());
+                let (start, end, nstart, nend) = norm.locate(m.start(), m.end());
                 occ.all.push(Occ {
                     pattern: m.pattern().as_usize() as u32,
                     field,
@@ -530,6 +529,10 @@ impl Matcher {
         depts.dedup();
 
         let mut out = Outcome::default();
+        let mut snippets: std::collections::HashMap<(Field, usize, usize), String> =
+            std::collections::HashMap::new();
+        // Built on the first snippet of the body, shared by the rest.
+        let mut text_index: Option<crate::text::CharIndex> = None;
         for (d, rule, note) in misses {
             out.near_misses
                 .push((self.departments[d as usize].id.clone(), rule, note));
@@ -555,9 +558,11 @@ impl Matcher {
             };
             let excluded: Vec<Hit> = mine.clone().filter(|u| u.1).map(hit).collect();
             let keyword_hits: Vec<Hit> = mine.filter(|u| !u.1).map(hit).collect();
-            let rules: Vec<RuleMatch> = rule_hits
+            // rule_hits follow the candidates' order, which is by department.
+            let first = rule_hits.partition_point(|(rd, _)| *rd < d);
+            let rules: Vec<RuleMatch> = rule_hits[first..]
                 .iter()
-                .filter(|(rd, _)| *rd == d)
+                .take_while(|(rd, _)| *rd == d)
                 .map(|(_, r)| r.clone())
                 .collect();
             if keyword_hits.is_empty() && rules.is_empty() {
@@ -576,18 +581,24 @@ impl Matcher {
                 }
             }
             hits.sort_by_key(|h| (h.field, h.start, h.end));
-            let snippet = hits
+            // Many departments share the hit their snippet is cut around.
+            let key = hits
                 .iter()
                 .find(|h| h.field != Field::Author)
-                .map(|h| {
-                    let text = if h.field == Field::Title {
-                        s.title
+                .map(|h| (h.field, h.start, h.end))
+                .unwrap_or((Field::Title, 0, 0));
+            let snippet = snippets
+                .entry(key)
+                .or_insert_with(|| {
+                    if key.0 == Field::Title {
+                        snippet(s.title, key.1, key.2, SNIPPET_CONTEXT)
                     } else {
-                        s.text
-                    };
-                    snippet(text, h.start, h.end, SNIPPET_CONTEXT)
+                        text_index
+                            .get_or_insert_with(|| crate::text::CharIndex::new(s.text))
+                            .snippet(s.text, key.1, key.2, SNIPPET_CONTEXT)
+                    }
                 })
-                .unwrap_or_else(|| snippet(s.title, 0, 0, SNIPPET_CONTEXT));
+                .clone();
             out.matched.push(DepartmentMatch {
                 department: dept.id.clone(),
                 hits,
