@@ -81,8 +81,12 @@ pub struct Group {
     pub negative_words: Vec<String>,
     pub rules: BTreeSet<String>,
     pub sources: BTreeSet<String>,
-    /// Matched items not yet reported.
-    pub pending: Vec<FoldedItem>,
+    /// Matched items not yet reported (stored under their own keys, see
+    /// [`Store::pending`], so a large matter does not rewrite its list on every item).
+    pub pending: u32,
+    /// The number the next pending item is stored under.
+    #[serde(default)]
+    pub pending_next: u32,
     /// Matched items beyond the most one alert lists, counted.
     #[serde(default)]
     pub omitted: u64,
@@ -119,7 +123,8 @@ impl Group {
             negative_words: Vec::new(),
             rules: BTreeSet::new(),
             sources: BTreeSet::new(),
-            pending: Vec::new(),
+            pending: 0,
+            pending_next: 0,
             draft: None,
             due: None,
             reason: None,
@@ -242,12 +247,19 @@ impl Judge {
             }
             g.rules.extend(alert::rule_ids(m));
             g.sources.insert(item.source.clone());
-            if g.pending.is_empty() {
+            if g.pending == 0 {
                 // The first item of the next alert supplies its matching detail.
                 g.draft = Some(Box::new(alert::build(item, dept, m, &self.rule_set, now)));
             }
-            if g.pending.len() < MAX_PENDING {
-                g.pending.push(FoldedItem::of(item, m));
+            if (g.pending as usize) < MAX_PENDING {
+                out.puts.push(Put::pending(
+                    &g.event,
+                    &g.department,
+                    g.pending_next,
+                    &FoldedItem::of(item, m),
+                ));
+                g.pending += 1;
+                g.pending_next += 1;
             } else {
                 g.omitted += 1;
                 tracing::warn!(department = %dept.id, event = %ev.id, item_id = %item.id, max = MAX_PENDING, "alert already lists the most items it may: this one is counted in items_omitted");
@@ -532,7 +544,7 @@ impl Judge {
             return Ok(());
         }
         let Some(sent) = &g.sent else {
-            if g.pending.is_empty() {
+            if g.pending == 0 {
                 return Ok(());
             }
             let wait = chrono::Duration::from_std(self.settings.group_wait).unwrap_or_default();
@@ -556,7 +568,7 @@ impl Judge {
             // department's keywords (reposts, copies).
             g.reason = Some(Reason::AfterResponse);
             g.after_response = true;
-        } else if !g.pending.is_empty() && now - sent.at >= repeat && ev.items > sent.event_items {
+        } else if g.pending > 0 && now - sent.at >= repeat && ev.items > sent.event_items {
             g.reason = Some(Reason::Repeat);
             g.after_response = false;
         } else {
@@ -630,7 +642,8 @@ impl Judge {
         a.level_name = level.name_zh().into();
         a.score = Some(score);
         a.after_response = g.after_response;
-        a.items = g.pending.clone();
+        let pending = store.pending(&g.event, &g.department)?;
+        a.items = pending.iter().map(|(_, f)| f.clone()).collect();
         a.items_omitted = g.omitted;
         a.event = EventRef::of(&ev);
         a.department = alert::DepartmentRef {
@@ -639,7 +652,7 @@ impl Judge {
         };
         a.created = alert::rfc3339(now);
         let mut text = format!("{} {}", a.item.title, a.item.text);
-        for p in &g.pending {
+        for p in &a.items {
             text.push(' ');
             text.push_str(&p.title);
         }
@@ -697,7 +710,7 @@ impl Judge {
         if g.after_response {
             g.escalated_after_response = true;
         }
-        g.pending.clear();
+        g.pending = 0;
         g.omitted = 0;
         g.due = None;
         g.reason = None;
@@ -711,7 +724,13 @@ impl Judge {
             body: serde_json::to_string(&a).unwrap_or_default(),
             send: true,
         };
-        let committed = store.commit(Record::Nothing, &[new], &Put::group(&g, old_due), now)?;
+        let mut puts = Put::group(&g, old_due);
+        puts.extend(pending.into_iter().map(|(key, _)| Put {
+            space: crate::store::Space::Groups,
+            key,
+            value: None,
+        }));
+        let committed = store.commit(Record::Nothing, &[new], &puts, now)?;
         if !committed.queued.contains(&a.id) {
             return Ok(None);
         }

@@ -21,6 +21,7 @@
 //! | `groups`  | `g` ++ event id ++ 0 ++ department   | [`Group`] as JSON: the alert lifecycle  |
 //! |           | `d` ++ due (ms, u64 BE) ++ event id ++ 0 ++ department | empty: the timer index |
 //! |           | `m` ++ item id ++ 0 ++ department    | empty: the item is counted in that group |
+//! |           | `p` ++ event id ++ 0 ++ department ++ 0 ++ n (u32 BE) | a matched item not yet reported (`FoldedItem` JSON) |
 //! | `volume`  | department ++ 0 ++ `h` ++ hour (i64 BE, sign flipped) | matched items that hour (u32 BE) |
 //! |           | department ++ 0 ++ `s`               | first hour counted (i64 BE)             |
 //!
@@ -220,6 +221,14 @@ fn group_key(event: &str, department: &str) -> Vec<u8> {
     prefixed(b'g', &[event.as_bytes(), &[0], department.as_bytes()])
 }
 
+fn pending_key(event: &str, department: &str, n: Option<u32>) -> Vec<u8> {
+    let mut k = prefixed(b'p', &[event.as_bytes(), &[0], department.as_bytes(), &[0]]);
+    if let Some(n) = n {
+        k.extend_from_slice(&n.to_be_bytes());
+    }
+    k
+}
+
 fn due_key(due: DateTime<Utc>, event: &str, department: &str) -> Vec<u8> {
     let ms = (due.timestamp_millis().max(0) as u64).to_be_bytes();
     prefixed(b'd', &[&ms, event.as_bytes(), &[0], department.as_bytes()])
@@ -295,6 +304,15 @@ impl Put {
             }
         }
         out
+    }
+
+    /// A matched item waiting for its group's next alert.
+    pub fn pending(event: &str, department: &str, n: u32, item: &crate::alert::FoldedItem) -> Put {
+        Put {
+            space: Space::Groups,
+            key: pending_key(event, department, Some(n)),
+            value: Some(to_json(item)),
+        }
     }
 
     /// Marks an item as counted for a department, so re-processing it counts nothing twice.
@@ -773,6 +791,23 @@ impl Store {
             })
             .collect();
         out.sort();
+        Ok(out)
+    }
+
+    /// A group's items not yet reported, in arrival order, with their keys.
+    pub fn pending(
+        &self,
+        event: &str,
+        department: &str,
+    ) -> Result<Vec<(Vec<u8>, crate::alert::FoldedItem)>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self
+            .groups
+            .scan_prefix(pending_key(event, department, None))
+        {
+            let (k, v) = kv?;
+            out.push((k.to_vec(), from_json("groups", &k, &v)?));
+        }
         Ok(out)
     }
 
@@ -1273,6 +1308,13 @@ impl Store {
                     puts.push(Put {
                         space: Space::Groups,
                         key: due_key(d, &g.event, &g.department),
+                        value: None,
+                    });
+                }
+                for (key, _) in self.pending(&g.event, &g.department)? {
+                    puts.push(Put {
+                        space: Space::Groups,
+                        key,
                         value: None,
                     });
                 }
