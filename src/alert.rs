@@ -50,7 +50,7 @@ impl EventRef {
         EventRef {
             id: e.id.clone(),
             items: e.items,
-            sources: e.sources.len() as u64,
+            sources: e.sources,
             title: Some(e.title.clone()),
             first_seen: Some(rfc3339(e.first_seen)),
             last_seen: Some(rfc3339(e.last_seen)),

@@ -80,7 +80,6 @@ pub struct Group {
     pub negative: f64,
     pub negative_words: Vec<String>,
     pub rules: BTreeSet<String>,
-    pub sources: BTreeSet<String>,
     /// Matched items not yet reported (stored under their own keys, see
     /// [`Store::pending`], so a large matter does not rewrite its list on every item).
     pub pending: u32,
@@ -122,7 +121,6 @@ impl Group {
             negative: 0.0,
             negative_words: Vec::new(),
             rules: BTreeSet::new(),
-            sources: BTreeSet::new(),
             pending: 0,
             pending_next: 0,
             draft: None,
@@ -246,7 +244,6 @@ impl Judge {
                 g.negative_words = words;
             }
             g.rules.extend(alert::rule_ids(m));
-            g.sources.insert(item.source.clone());
             if g.pending == 0 {
                 // The first item of the next alert supplies its matching detail.
                 g.draft = Some(Box::new(alert::build(item, dept, m, &self.rule_set, now)));
@@ -368,14 +365,21 @@ impl Judge {
                 }
             }
         }
+        let weight = self
+            .source_weights
+            .get(&item.source)
+            .copied()
+            .unwrap_or(1.0);
         let ev = match found {
             Some(mut e) => {
-                e.add(item, now);
+                let new_source = !store.event_has_source(&e.id, &item.source)?;
+                e.add(item, now, new_source, weight);
                 e
             }
-            None => Event::open(item, now),
+            None => Event::open(item, now, weight),
         };
         out.puts.push(Put::event(&ev));
+        out.puts.push(Put::event_source(&ev.id, &item.source));
         out.puts.extend(Put::placement(
             &item.id,
             &Placement {
@@ -500,18 +504,13 @@ impl Judge {
         } else {
             0.0
         };
-        let source_weight = ev
-            .sources
-            .iter()
-            .map(|s| self.source_weights.get(s).copied().unwrap_or(1.0))
-            .fold(0.0, f64::max);
         Ok(assess::score(
             &Inputs {
                 rule_weight: g.rule_weight,
-                source_weight,
+                source_weight: ev.source_weight,
                 engagement: ev.engagement,
                 items: ev.items,
-                sources: ev.sources.len(),
+                sources: ev.sources as usize,
                 last_hour: ev.last_hour(now),
                 baseline: ev.baseline(now).max(dept_rate),
                 negative: g.negative,
@@ -658,7 +657,10 @@ impl Judge {
         }
         let text = crate::text::normalize_for_match(&text);
         let rules: Vec<String> = g.rules.iter().cloned().collect();
-        let sources: Vec<String> = g.sources.iter().cloned().collect();
+        let mut sources: Vec<String> = a.items.iter().map(|i| i.source.clone()).collect();
+        sources.push(a.item.source.clone());
+        sources.sort();
+        sources.dedup();
         // The group's opening time keeps ids unique should an event id ever recur.
         let seq = format!("{}:{}", g.opened.timestamp_millis(), g.seq);
         if let Some(s) = assess::silenced_by(

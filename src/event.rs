@@ -17,7 +17,7 @@
 use crate::item::Item;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 /// Hamming distance within which two SimHashes are candidates.
 pub const MAX_DISTANCE: u32 = 12;
@@ -156,7 +156,12 @@ pub struct Event {
     pub first_seen: DateTime<Utc>,
     pub last_seen: DateTime<Utc>,
     pub items: u64,
-    pub sources: BTreeSet<String>,
+    /// Distinct sources (the set itself is kept in the store, one key each: an event can be
+    /// carried by thousands of sources and is rewritten on every item).
+    pub sources: u64,
+    /// The highest `weight` among its sources.
+    #[serde(default = "one")]
+    pub source_weight: f64,
     /// Items per hour (hours since the Unix epoch), for velocity.
     pub hours: BTreeMap<i64, u32>,
     /// Sum of reposts, comments and replies over the items.
@@ -168,6 +173,10 @@ pub struct Event {
     /// Items that arrived after the response.
     #[serde(default)]
     pub after_response: u64,
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 pub fn hour_of(t: DateTime<Utc>) -> i64 {
@@ -185,28 +194,34 @@ pub fn event_id(first_item: &str) -> String {
 }
 
 impl Event {
-    pub fn open(item: &Item, now: DateTime<Utc>) -> Event {
+    /// A new event around `item`, whose source has `weight`.
+    pub fn open(item: &Item, now: DateTime<Utc>, weight: f64) -> Event {
         let mut e = Event {
             id: event_id(&item.id),
             title: item.title.clone(),
             first_seen: now,
             last_seen: now,
             items: 0,
-            sources: BTreeSet::new(),
+            sources: 0,
+            source_weight: weight,
             hours: BTreeMap::new(),
             engagement: 0,
             members: Vec::new(),
             responded: None,
             after_response: 0,
         };
-        e.add(item, now);
+        e.add(item, now, true, weight);
         e
     }
 
-    pub fn add(&mut self, item: &Item, now: DateTime<Utc>) {
+    /// Counts `item` in; `new_source` when its source had not carried the event yet.
+    pub fn add(&mut self, item: &Item, now: DateTime<Utc>, new_source: bool, weight: f64) {
         self.items += 1;
         self.last_seen = self.last_seen.max(now);
-        self.sources.insert(item.source.clone());
+        if new_source {
+            self.sources += 1;
+            self.source_weight = self.source_weight.max(weight);
+        }
         *self.hours.entry(hour_of(now)).or_default() += 1;
         let cutoff = hour_of(now) - HOURS_KEPT;
         self.hours.retain(|h, _| *h > cutoff);

@@ -16,6 +16,7 @@
 //! | `sources` | source id                            | [`SourceState`] as JSON                 |
 //! | `meta`    | name                                 | e.g. `schema` → `1`                     |
 //! | `events`  | `e` ++ event id                      | [`Event`] as JSON                       |
+//! |           | `x` ++ event id ++ 0 ++ source id    | empty: the source carried the event     |
 //! |           | `i` ++ item id                       | [`Placement`] as JSON: its event, its SimHash |
 //! |           | `s` ++ day (u32 BE) ++ item id       | SimHash (u64 BE) ++ event id (also held in memory for the event window) |
 //! | `groups`  | `g` ++ event id ++ 0 ++ department   | [`Group`] as JSON: the alert lifecycle  |
@@ -255,6 +256,15 @@ impl Put {
             space: Space::Events,
             key: prefixed(b'e', &[e.id.as_bytes()]),
             value: Some(to_json(e)),
+        }
+    }
+
+    /// Records that `source` carried the event.
+    pub fn event_source(event: &str, source: &str) -> Put {
+        Put {
+            space: Space::Events,
+            key: prefixed(b'x', &[event.as_bytes(), &[0], source.as_bytes()]),
+            value: Some(Vec::new()),
         }
     }
 
@@ -733,6 +743,12 @@ impl Store {
         }
     }
 
+    pub fn event_has_source(&self, event: &str, source: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .events
+            .contains_key(prefixed(b'x', &[event.as_bytes(), &[0], source.as_bytes()]))?)
+    }
+
     pub fn placement(&self, item_id: &str) -> Result<Option<Placement>, StoreError> {
         let key = prefixed(b'i', &[item_id.as_bytes()]);
         match self.events.get(&key)? {
@@ -741,8 +757,8 @@ impl Store {
         }
     }
 
-    /// Items indexed on days `from..=to` with the same headline or a SimHash within
-    /// `max_distance` of `hash`, best first.
+    /// Events with an item indexed on days `from..=to` with the same headline or a SimHash
+    /// within `max_distance` of `hash`: the best such item of each event, best first.
     pub fn near(
         &self,
         hash: Option<u64>,
@@ -767,27 +783,36 @@ impl Store {
             }
             index.days.insert(day, entries);
         }
-        let mut out: Vec<Near> = index
-            .days
-            .range(from..=to)
-            .flat_map(|(_, v)| v.iter())
-            .filter_map(|e| {
-                let same_headline = headline.is_some() && e.headline == headline;
-                let distance = match (hash, e.hash) {
-                    (Some(a), Some(b)) => Some((a ^ b).count_ones()),
-                    _ => None,
-                };
-                let rank = if same_headline {
-                    0
-                } else {
-                    1 + distance.filter(|d| *d <= max_distance)?
-                };
-                Some(Near {
-                    rank,
-                    same_headline,
-                    item: e.item.clone(),
-                    event: e.event.clone(),
-                })
+        // The best candidate of each event only: when a story is everywhere, thousands of
+        // its copies are close, and one per event is all the caller can use.
+        let mut best: std::collections::HashMap<&str, (u32, bool, &str)> =
+            std::collections::HashMap::new();
+        for e in index.days.range(from..=to).flat_map(|(_, v)| v.iter()) {
+            let same_headline = headline.is_some() && e.headline == headline;
+            let rank = if same_headline {
+                0
+            } else {
+                match (hash, e.hash) {
+                    (Some(a), Some(b)) if (a ^ b).count_ones() <= max_distance => {
+                        1 + (a ^ b).count_ones()
+                    }
+                    _ => continue,
+                }
+            };
+            let slot =
+                best.entry(e.event.as_str())
+                    .or_insert((rank, same_headline, e.item.as_str()));
+            if rank < slot.0 {
+                *slot = (rank, same_headline, e.item.as_str());
+            }
+        }
+        let mut out: Vec<Near> = best
+            .into_iter()
+            .map(|(event, (rank, same_headline, item))| Near {
+                rank,
+                same_headline,
+                item: item.to_string(),
+                event: event.to_string(),
             })
             .collect();
         out.sort();
@@ -1298,6 +1323,17 @@ impl Store {
                 key: prefixed(b'e', &[id.as_bytes()]),
                 value: None,
             }];
+            for kv in self
+                .events
+                .scan_prefix(prefixed(b'x', &[id.as_bytes(), &[0]]))
+            {
+                let (key, _) = kv?;
+                puts.push(Put {
+                    space: Space::Events,
+                    key: key.to_vec(),
+                    value: None,
+                });
+            }
             for g in self.groups_of(&id)? {
                 puts.push(Put {
                     space: Space::Groups,

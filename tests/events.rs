@@ -84,7 +84,7 @@ fn a_syndicated_copy_joins_its_story_and_other_issues_stay_apart() {
         );
         let event = store.event(&ev).unwrap().unwrap();
         assert_eq!(event.items, 2);
-        assert_eq!(event.sources.len(), 2);
+        assert_eq!(event.sources, 2);
     }
 }
 
