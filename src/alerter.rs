@@ -5,7 +5,7 @@
 //! hours. Every decision is written to the store in the same transaction as the item or the
 //! alert it concerns, so a restart neither loses nor repeats one.
 
-use crate::alert::{self, Alert, EventRef, FoldedItem, SilenceRef};
+use crate::alert::{self, EventRef, FoldedItem, SilenceRef};
 use crate::assess::{self, Inputs, Level, Lexicon, Score};
 use crate::config::{AssessSettings, Config, Department, Silence};
 use crate::event::{self, Event};
@@ -90,7 +90,10 @@ pub struct Group {
     #[serde(default)]
     pub omitted: u64,
     /// The matching detail (hits, snippet, rules) of the first pending item.
-    pub draft: Option<Box<Alert>>,
+    /// Stored under its own key ([`Store::draft`]): it holds the item's text and is
+    /// written only when it changes, not on every item of the matter.
+    #[serde(default)]
+    pub has_draft: bool,
     /// When the pending alert goes out.
     pub due: Option<DateTime<Utc>>,
     /// Why the pending alert will go out.
@@ -123,7 +126,7 @@ impl Group {
             rules: BTreeSet::new(),
             pending: 0,
             pending_next: 0,
-            draft: None,
+            has_draft: false,
             due: None,
             reason: None,
             after_response: false,
@@ -246,7 +249,9 @@ impl Judge {
             g.rules.extend(alert::rule_ids(m));
             if g.pending == 0 {
                 // The first item of the next alert supplies its matching detail.
-                g.draft = Some(Box::new(alert::build(item, dept, m, &self.rule_set, now)));
+                let draft = alert::build(item, dept, m, &self.rule_set, now);
+                out.puts.push(Put::draft(&g.event, &g.department, &draft));
+                g.has_draft = true;
             }
             if (g.pending as usize) < MAX_PENDING {
                 out.puts.push(Put::pending(
@@ -380,6 +385,10 @@ impl Judge {
         };
         out.puts.push(Put::event(&ev));
         out.puts.push(Put::event_source(&ev.id, &item.source));
+        if ev.items <= event::MEMBERS_KEPT {
+            out.puts
+                .push(Put::member(&ev.id, ev.items, &event::Member::of(item)));
+        }
         out.puts.extend(Put::placement(
             &item.id,
             &Placement {
@@ -614,15 +623,15 @@ impl Judge {
             return Ok(None);
         }
         let ev = store.event(&g.event)?;
-        let (Some(ev), Some(dept), Some(draft)) =
-            (ev, self.department(&g.department), g.draft.as_deref())
+        let draft = store.draft(&g.event, &g.department)?;
+        let (Some(ev), Some(dept), Some(draft)) = (ev, self.department(&g.department), draft)
         else {
             // The event was pruned, or the department removed by a reload: nobody to tell.
             g.due = None;
             store.commit(Record::Nothing, &[], &Put::group(&g, old_due), now)?;
             return Ok(None);
         };
-        let mut a = draft.clone();
+        let mut a = draft;
         let score = self.score(store, &g, &ev, now)?;
         let level = Level::from_score(score.total, &self.settings.levels);
         g.level = level;

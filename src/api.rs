@@ -357,10 +357,19 @@ async fn events(State(shared): State<Arc<Shared>>, Query(q): Query<EventQuery>) 
 
 async fn event(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
     let store = shared.store.clone();
-    let r = blocking(move || Ok((store.event(&id)?, store.groups_of(&id)?))).await;
+    let r = blocking(move || {
+        Ok((
+            store.event(&id)?,
+            store.groups_of(&id)?,
+            store.members(&id)?,
+        ))
+    })
+    .await;
     match r {
-        Ok((Some(ev), groups)) => Json(json!({"event": ev, "groups": groups})).into_response(),
-        Ok((None, _)) => (
+        Ok((Some(ev), groups, members)) => {
+            Json(json!({"event": ev, "groups": groups, "items": members})).into_response()
+        }
+        Ok((None, _, _)) => (
             StatusCode::NOT_FOUND,
             Json(json!({"error": "no such event"})),
         )

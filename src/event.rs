@@ -30,8 +30,8 @@ const JACCARD: f64 = 0.5;
 /// part of a short post.
 const SHORT: usize = 60;
 const JACCARD_SHORT: f64 = 0.7;
-/// Members kept in the event record for display (the count goes on beyond).
-const MEMBERS_KEPT: usize = 50;
+/// Members listed for an event (in the store, one key each; the count goes on beyond).
+pub const MEMBERS_KEPT: u64 = 20;
 /// Hourly counts kept (two weeks).
 const HOURS_KEPT: i64 = 14 * 24;
 
@@ -166,8 +166,6 @@ pub struct Event {
     pub hours: BTreeMap<i64, u32>,
     /// Sum of reposts, comments and replies over the items.
     pub engagement: u64,
-    /// The first items, for display.
-    pub members: Vec<Member>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub responded: Option<Response>,
     /// Items that arrived after the response.
@@ -206,7 +204,6 @@ impl Event {
             source_weight: weight,
             hours: BTreeMap::new(),
             engagement: 0,
-            members: Vec::new(),
             responded: None,
             after_response: 0,
         };
@@ -226,9 +223,6 @@ impl Event {
         let cutoff = hour_of(now) - HOURS_KEPT;
         self.hours.retain(|h, _| *h > cutoff);
         self.engagement = self.engagement.saturating_add(engagement_of(item));
-        if self.members.len() < MEMBERS_KEPT {
-            self.members.push(Member::of(item));
-        }
         if self.responded.is_some() {
             self.after_response += 1;
         }

@@ -17,11 +17,13 @@
 //! | `meta`    | name                                 | e.g. `schema` → `1`                     |
 //! | `events`  | `e` ++ event id                      | [`Event`] as JSON                       |
 //! |           | `x` ++ event id ++ 0 ++ source id    | empty: the source carried the event     |
+//! |           | `y` ++ event id ++ 0 ++ n (u64 BE)   | its n-th item, for display (the first 20) |
 //! |           | `i` ++ item id                       | [`Placement`] as JSON: its event, its SimHash |
 //! |           | `s` ++ day (u32 BE) ++ item id       | SimHash (u64 BE) ++ event id (also held in memory for the event window) |
 //! | `groups`  | `g` ++ event id ++ 0 ++ department   | [`Group`] as JSON: the alert lifecycle  |
 //! |           | `d` ++ due (ms, u64 BE) ++ event id ++ 0 ++ department | empty: the timer index |
 //! |           | `m` ++ item id ++ 0 ++ department    | empty: the item is counted in that group |
+//! |           | `r` ++ event id ++ 0 ++ department   | the draft of the group's next alert (`Alert` JSON) |
 //! |           | `p` ++ event id ++ 0 ++ department ++ 0 ++ n (u32 BE) | a matched item not yet reported (`FoldedItem` JSON) |
 //! | `volume`  | department ++ 0 ++ `h` ++ hour (i64 BE, sign flipped) | matched items that hour (u32 BE) |
 //! |           | department ++ 0 ++ `s`               | first hour counted (i64 BE)             |
@@ -259,6 +261,15 @@ impl Put {
         }
     }
 
+    /// The `n`-th item of an event, for display.
+    pub fn member(event: &str, n: u64, m: &crate::event::Member) -> Put {
+        Put {
+            space: Space::Events,
+            key: prefixed(b'y', &[event.as_bytes(), &[0], &n.to_be_bytes()]),
+            value: Some(to_json(m)),
+        }
+    }
+
     /// Records that `source` carried the event.
     pub fn event_source(event: &str, source: &str) -> Put {
         Put {
@@ -314,6 +325,15 @@ impl Put {
             }
         }
         out
+    }
+
+    /// The draft of a group's next alert (its first item's matching detail).
+    pub fn draft(event: &str, department: &str, draft: &crate::alert::Alert) -> Put {
+        Put {
+            space: Space::Groups,
+            key: prefixed(b'r', &[event.as_bytes(), &[0], department.as_bytes()]),
+            value: Some(to_json(draft)),
+        }
     }
 
     /// A matched item waiting for its group's next alert.
@@ -743,6 +763,19 @@ impl Store {
         }
     }
 
+    /// The first items of an event, for display.
+    pub fn members(&self, event: &str) -> Result<Vec<crate::event::Member>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self
+            .events
+            .scan_prefix(prefixed(b'y', &[event.as_bytes(), &[0]]))
+        {
+            let (k, v) = kv?;
+            out.push(from_json("events", &k, &v)?);
+        }
+        Ok(out)
+    }
+
     pub fn event_has_source(&self, event: &str, source: &str) -> Result<bool, StoreError> {
         Ok(self
             .events
@@ -817,6 +850,18 @@ impl Store {
             .collect();
         out.sort();
         Ok(out)
+    }
+
+    pub fn draft(
+        &self,
+        event: &str,
+        department: &str,
+    ) -> Result<Option<crate::alert::Alert>, StoreError> {
+        let key = prefixed(b'r', &[event.as_bytes(), &[0], department.as_bytes()]);
+        match self.groups.get(&key)? {
+            Some(v) => Ok(Some(from_json("groups", &key, &v)?)),
+            None => Ok(None),
+        }
     }
 
     /// A group's items not yet reported, in arrival order, with their keys.
@@ -1347,6 +1392,11 @@ impl Store {
                         value: None,
                     });
                 }
+                puts.push(Put {
+                    space: Space::Groups,
+                    key: prefixed(b'r', &[g.event.as_bytes(), &[0], g.department.as_bytes()]),
+                    value: None,
+                });
                 for (key, _) in self.pending(&g.event, &g.department)? {
                     puts.push(Put {
                         space: Space::Groups,
