@@ -90,10 +90,6 @@ pub struct Group {
     #[serde(default)]
     pub omitted: u64,
     /// The matching detail (hits, snippet, rules) of the first pending item.
-    /// Stored under its own key ([`Store::draft`]): it holds the item's text and is
-    /// written only when it changes, not on every item of the matter.
-    #[serde(default)]
-    pub has_draft: bool,
     /// When the pending alert goes out.
     pub due: Option<DateTime<Utc>>,
     /// Why the pending alert will go out.
@@ -126,7 +122,6 @@ impl Group {
             rules: BTreeSet::new(),
             pending: 0,
             pending_next: 0,
-            has_draft: false,
             due: None,
             reason: None,
             after_response: false,
@@ -224,7 +219,7 @@ impl Judge {
                 continue;
             }
             out.puts.push(Put::counted(&item.id, &dept.id));
-            let (mut g, old_due) = match store.group(&ev.id, &dept.id)? {
+            let (mut g, old_due) = match readable(store.group(&ev.id, &dept.id))? {
                 Some(g) => {
                     let due = g.due;
                     (g, due)
@@ -251,7 +246,6 @@ impl Judge {
                 // The first item of the next alert supplies its matching detail.
                 let draft = alert::build(item, dept, m, &self.rule_set, now);
                 out.puts.push(Put::draft(&g.event, &g.department, &draft));
-                g.has_draft = true;
             }
             if (g.pending as usize) < MAX_PENDING {
                 out.puts.push(Put::pending(
@@ -297,8 +291,8 @@ impl Judge {
         now: DateTime<Utc>,
         out: &mut Judged,
     ) -> Result<(Event, bool), StoreError> {
-        if let Some(p) = store.placement(&item.id)? {
-            if let Some(ev) = store.event(&p.event)? {
+        if let Some(p) = readable(store.placement(&item.id))? {
+            if let Some(ev) = readable(store.event(&p.event))? {
                 out.event = Some(ev.id.clone());
                 return Ok((ev, true));
             }
@@ -323,8 +317,8 @@ impl Judge {
             .into_iter()
             .flatten()
         {
-            if let Some(p) = store.placement(linked)? {
-                if let Some(e) = store.event(&p.event)?.filter(|e| live(e)) {
+            if let Some(p) = readable(store.placement(linked))? {
+                if let Some(e) = readable(store.event(&p.event))?.filter(|e| live(e)) {
                     found = Some(e);
                     break;
                 }
@@ -345,7 +339,8 @@ impl Judge {
                 .collect();
             let mut tried: Vec<String> = Vec::new();
             for near in candidates {
-                // One confirmation per event, a bounded number of events, best first.
+                // A bounded number of events, best candidate first; an event counts as
+                // tried once a confirmation has actually run on it.
                 if tried.len() >= MAX_CONFIRM || tried.contains(&near.event) {
                     continue;
                 }
@@ -361,7 +356,7 @@ impl Judge {
                     event::same_story(&shingles, &theirs)
                 };
                 tried.push(near.event.clone());
-                let Some(e) = store.event(&near.event)?.filter(|e| live(e)) else {
+                let Some(e) = readable(store.event(&near.event))?.filter(|e| live(e)) else {
                     continue;
                 };
                 if confirmed {
@@ -496,6 +491,34 @@ impl Judge {
         Ok(())
     }
 
+    /// An alert draft rebuilt from the first pending item when the stored one is missing
+    /// or unreadable: without its matching detail, but the matter is still told.
+    fn stand_in_draft(
+        &self,
+        store: &Store,
+        g: &Group,
+        now: DateTime<Utc>,
+    ) -> Result<Option<alert::Alert>, StoreError> {
+        let Some(dept) = self.department(&g.department) else {
+            return Ok(None);
+        };
+        let pending =
+            readable(store.pending(&g.event, &g.department).map(Some))?.unwrap_or_default();
+        for (_, f) in pending {
+            if let Some(item) = readable(store.item(&f.id))? {
+                tracing::warn!(department = %g.department, event = %g.event, "alert draft missing: rebuilt from its first item");
+                let m = DepartmentMatch {
+                    department: dept.id.clone(),
+                    hits: Vec::new(),
+                    rules: Vec::new(),
+                    snippet: crate::text::snippet(&item.title, 0, 0, 40),
+                };
+                return Ok(Some(alert::build(&item, dept, &m, &self.rule_set, now)));
+            }
+        }
+        Ok(None)
+    }
+
     /// The score of a group now, from the event and the department's usual volume.
     pub fn score(
         &self,
@@ -565,7 +588,8 @@ impl Judge {
             .unwrap_or(chrono::Duration::hours(4));
         if g.level > sent.level {
             // Also when the rise came from items that did not match (reposts, copies): the
-            // alert then repeats the last item reported.
+            // alert then has no new items and its `item` is the first item of the previous
+            // alert.
             g.reason = Some(Reason::LevelRose);
             g.after_response = responded;
         } else if responded
@@ -605,8 +629,15 @@ impl Judge {
                 }
                 Err(e) => return Err(e),
             };
-            if let Some(r) = self.flush_group(store, g, now)? {
-                raised.push(r);
+            match self.flush_group(store, g, now) {
+                Ok(Some(r)) => raised.push(r),
+                Ok(None) => {}
+                // One bad record must not hold back every other alert behind its timer.
+                Err(StoreError::Corrupt { tree, key, message }) => {
+                    tracing::error!(department = %dept_id, event = %event_id, tree, key = %key, error = %message, "unreadable record: this alert's timer is dropped");
+                    store.remove_timer(&due_key)?;
+                }
+                Err(e) => return Err(e),
             }
         }
         Ok(raised)
@@ -622,8 +653,11 @@ impl Judge {
         if g.due.is_none_or(|d| d > now) {
             return Ok(None);
         }
-        let ev = store.event(&g.event)?;
-        let draft = store.draft(&g.event, &g.department)?;
+        let ev = readable(store.event(&g.event))?;
+        let draft = match readable(store.draft(&g.event, &g.department))? {
+            Some(d) => Some(d),
+            None => self.stand_in_draft(store, &g, now)?,
+        };
         let (Some(ev), Some(dept), Some(draft)) = (ev, self.department(&g.department), draft)
         else {
             // The event was pruned, or the department removed by a reload: nobody to tell.
@@ -753,6 +787,18 @@ impl Judge {
             level: a.level,
             kind: a.kind,
         }))
+    }
+}
+
+/// A record that does not parse is logged and treated as absent (it is overwritten by the
+/// next write), so one bad record cannot stop judging.
+fn readable<T>(r: Result<Option<T>, StoreError>) -> Result<Option<T>, StoreError> {
+    match r {
+        Err(StoreError::Corrupt { tree, key, message }) => {
+            tracing::error!(tree, key = %key, error = %message, "unreadable record treated as absent");
+            Ok(None)
+        }
+        other => other,
     }
 }
 

@@ -738,19 +738,36 @@ impl Store {
 
     /// Removes an item's placement, SimHash entry and per-department counted marks.
     fn forget_judging(&self, item_id: &str) -> Result<(), StoreError> {
-        if let Ok(Some(p)) = self.placement(item_id) {
-            for put in Put::placement(item_id, &p) {
-                self.events.remove(put.key)?;
-            }
-        } else {
-            self.events.remove(prefixed(b'i', &[item_id.as_bytes()]))?;
+        let _exclusive = self.ingest_guard();
+        let placement = self.placement(item_id).ok().flatten();
+        let mut puts: Vec<Put> = match &placement {
+            Some(p) => Put::placement(item_id, p),
+            None => vec![Put {
+                space: Space::Events,
+                key: prefixed(b'i', &[item_id.as_bytes()]),
+                value: None,
+            }],
+        };
+        for p in &mut puts {
+            p.value = None;
         }
         for kv in self
             .groups
             .scan_prefix(prefixed(b'm', &[item_id.as_bytes(), &[0]]))
         {
             let (mk, _) = kv?;
-            self.groups.remove(mk)?;
+            puts.push(Put {
+                space: Space::Groups,
+                key: mk.to_vec(),
+                value: None,
+            });
+        }
+        self.commit(Record::Nothing, &[], &puts, Utc::now())?;
+        if let Some(p) = placement {
+            let mut index = self.sim.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(list) = index.days.get_mut(&p.day) {
+                list.retain(|e| e.item != item_id);
+            }
         }
         Ok(())
     }
@@ -816,11 +833,19 @@ impl Store {
             }
             index.days.insert(day, entries);
         }
-        // The best candidate of each event only: when a story is everywhere, thousands of
-        // its copies are close, and one per event is all the caller can use.
-        let mut best: std::collections::HashMap<&str, (u32, bool, &str)> =
-            std::collections::HashMap::new();
-        for e in index.days.range(from..=to).flat_map(|(_, v)| v.iter()) {
+        // The best few candidates of each event only: when a story is everywhere, thousands
+        // of its copies are close, and a handful per event is all the caller can use. Newer
+        // items first on equal rank (older ones are the first to lose their text to pruning).
+        const PER_EVENT: usize = 3;
+        // Per event: (rank, newer first, same headline, item).
+        type Slot<'a> = Vec<(u32, std::cmp::Reverse<usize>, bool, &'a str)>;
+        let mut best: std::collections::HashMap<&str, Slot<'_>> = std::collections::HashMap::new();
+        for (order, e) in index
+            .days
+            .range(from..=to)
+            .flat_map(|(_, v)| v.iter())
+            .enumerate()
+        {
             let same_headline = headline.is_some() && e.headline == headline;
             let rank = if same_headline {
                 0
@@ -832,20 +857,31 @@ impl Store {
                     _ => continue,
                 }
             };
-            let slot =
-                best.entry(e.event.as_str())
-                    .or_insert((rank, same_headline, e.item.as_str()));
-            if rank < slot.0 {
-                *slot = (rank, same_headline, e.item.as_str());
+            let slot = best.entry(e.event.as_str()).or_default();
+            let entry = (
+                rank,
+                std::cmp::Reverse(order),
+                same_headline,
+                e.item.as_str(),
+            );
+            if slot.len() < PER_EVENT {
+                slot.push(entry);
+            } else if let Some(worst) = slot.iter_mut().max() {
+                if entry < *worst {
+                    *worst = entry;
+                }
             }
         }
         let mut out: Vec<Near> = best
             .into_iter()
-            .map(|(event, (rank, same_headline, item))| Near {
-                rank,
-                same_headline,
-                item: item.to_string(),
-                event: event.to_string(),
+            .flat_map(|(event, slot)| {
+                slot.into_iter()
+                    .map(move |(rank, _, same_headline, item)| Near {
+                        rank,
+                        same_headline,
+                        item: item.to_string(),
+                        event: event.to_string(),
+                    })
             })
             .collect();
         out.sort();
@@ -900,7 +936,11 @@ impl Store {
         let mut out = Vec::new();
         for kv in self.groups.scan_prefix(&prefix) {
             let (k, v) = kv?;
-            out.push(from_json("groups", &k, &v)?);
+            match from_json("groups", &k, &v) {
+                Ok(g) => out.push(g),
+                // One bad record must not stop the event's other departments.
+                Err(e) => tracing::error!(event, error = %e, "unreadable alert group skipped"),
+            }
         }
         Ok(out)
     }
@@ -1360,7 +1400,17 @@ impl Store {
         }
         for id in expired {
             let _exclusive = self.ingest_guard();
-            if self.event(&id)?.is_none_or(|e| e.last_seen >= cutoff) {
+            if self
+                .event(&id)
+                .ok()
+                .flatten()
+                .is_some_and(|e| e.last_seen >= cutoff)
+            {
+                continue;
+            }
+            let groups = self.groups_of(&id)?;
+            // A matter still waiting to be told (held by a long silence) stays.
+            if groups.iter().any(|g| g.due.is_some()) {
                 continue;
             }
             let mut puts = vec![Put {
@@ -1368,39 +1418,19 @@ impl Store {
                 key: prefixed(b'e', &[id.as_bytes()]),
                 value: None,
             }];
-            for kv in self
-                .events
-                .scan_prefix(prefixed(b'x', &[id.as_bytes(), &[0]]))
-            {
-                let (key, _) = kv?;
-                puts.push(Put {
-                    space: Space::Events,
-                    key: key.to_vec(),
-                    value: None,
-                });
-            }
-            for g in self.groups_of(&id)? {
-                puts.push(Put {
-                    space: Space::Groups,
-                    key: group_key(&g.event, &g.department),
-                    value: None,
-                });
-                if let Some(d) = g.due {
+            // Everything keyed under the event, by raw prefix: no record needs to parse.
+            for (space, tree, tag) in [
+                (Space::Events, &self.events, b'x'),
+                (Space::Events, &self.events, b'y'),
+                (Space::Groups, &self.groups, b'g'),
+                (Space::Groups, &self.groups, b'r'),
+                (Space::Groups, &self.groups, b'p'),
+            ] {
+                for kv in tree.scan_prefix(prefixed(tag, &[id.as_bytes(), &[0]])) {
+                    let (key, _) = kv?;
                     puts.push(Put {
-                        space: Space::Groups,
-                        key: due_key(d, &g.event, &g.department),
-                        value: None,
-                    });
-                }
-                puts.push(Put {
-                    space: Space::Groups,
-                    key: prefixed(b'r', &[g.event.as_bytes(), &[0], g.department.as_bytes()]),
-                    value: None,
-                });
-                for (key, _) in self.pending(&g.event, &g.department)? {
-                    puts.push(Put {
-                        space: Space::Groups,
-                        key,
+                        space,
+                        key: key.to_vec(),
                         value: None,
                     });
                 }
