@@ -344,15 +344,16 @@ impl Judge {
                 if tried.len() >= MAX_CONFIRM || tried.contains(&near.event) {
                     continue;
                 }
-                // The same long headline is the same story (a list entry and its article,
-                // a story republished with a new lead); a close SimHash must be confirmed.
+                // The same long headline needs shared text or a bare side (a list entry and
+                // its article); a close SimHash needs Jaccard.
+                let Some(other) = readable(store.item(&near.item))? else {
+                    continue;
+                };
+                let theirs = event::shingles(&event::cluster_text(&other));
                 let confirmed = if near.same_headline {
-                    true
+                    event::same_headline_story(&shingles, &theirs)
+                        || event::same_story(&shingles, &theirs)
                 } else {
-                    let Some(other) = store.item(&near.item)? else {
-                        continue;
-                    };
-                    let theirs = event::shingles(&event::cluster_text(&other));
                     event::same_story(&shingles, &theirs)
                 };
                 tried.push(near.event.clone());
@@ -370,16 +371,18 @@ impl Judge {
             .get(&item.source)
             .copied()
             .unwrap_or(1.0);
-        let ev = match found {
+        let (ev, new_source) = match found {
             Some(mut e) => {
                 let new_source = !store.event_has_source(&e.id, &item.source)?;
                 e.add(item, now, new_source, weight);
-                e
+                (e, new_source)
             }
-            None => Event::open(item, now, weight),
+            None => (Event::open(item, now, weight), true),
         };
         out.puts.push(Put::event(&ev));
-        out.puts.push(Put::event_source(&ev.id, &item.source));
+        if new_source {
+            out.puts.push(Put::event_source(&ev.id, &item.source));
+        }
         if ev.items <= event::MEMBERS_KEPT {
             out.puts
                 .push(Put::member(&ev.id, ev.items, &event::Member::of(item)));

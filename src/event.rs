@@ -10,9 +10,11 @@
 //! (a 100-character post with a 2-character prefix is 3–10 bits away, a 55-character repost
 //! with "【转】" 4–6), hence a threshold of 12, not the 3 used for long documents; unrelated
 //! texts sit around 32 and the Jaccard check keeps precision. Exact links (a repost of a
-//! stored item, a copy with the same canonical URL or text) join without any measure, and so
-//! does an item with the same long headline (at least 12 significant characters) as one of
-//! the window: a list entry and its article, a story republished with a different lead.
+//! stored item, a copy with the same canonical URL or text) join without any measure. An item
+//! with the same long headline (at least 12 significant characters) as one of the window
+//! joins when one text contains most of the other or one has little beyond its headline: a
+//! list entry and its article, a story republished with a different lead — but not a
+//! recurring column whose headline repeats daily over different text.
 
 use crate::item::Item;
 use chrono::{DateTime, Utc};
@@ -99,6 +101,24 @@ pub fn jaccard(a: &HashSet<u64>, b: &HashSet<u64>) -> f64 {
     }
     let inter = a.intersection(b).count() as f64;
     inter / (a.len() as f64 + b.len() as f64 - inter)
+}
+
+/// The share of the smaller set found in the larger: 1.0 when one text is contained in the
+/// other (a list entry's summary in its article).
+pub fn containment(a: &HashSet<u64>, b: &HashSet<u64>) -> f64 {
+    let (small, large) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+    if small.is_empty() {
+        return 0.0;
+    }
+    small.intersection(large).count() as f64 / small.len() as f64
+}
+
+/// Whether two items with the same headline tell the same story: one is contained in the
+/// other (a list entry and its article, a story with a new lead), or one has hardly any
+/// text beyond the headline. A recurring column ("今日天气与出行提示") shares its headline
+/// from day to day, not its text.
+pub fn same_headline_story(a: &HashSet<u64>, b: &HashSet<u64>) -> bool {
+    a.len().min(b.len()) < MIN_SHINGLES + 24 || containment(a, b) >= 0.5
 }
 
 /// Whether two shingle sets tell the same story (the confirmation after SimHash).
@@ -276,6 +296,23 @@ mod tests {
         assert!(d_ac > 10, "unrelated distance {d_ac}");
         assert!(same_story(&sa, &sb));
         assert!(!same_story(&sa, &sc));
+    }
+
+    #[test]
+    fn a_shared_headline_needs_shared_text_unless_one_side_is_bare() {
+        let title = "滨江区今日天气与出行提示";
+        let monday = set(&format!("{title} 今天晴，最高气温二十度，早晚温差大，地铁三号线南段检修，请绕行五号线，公交二十路临时改道"));
+        let tuesday = set(&format!("{title} 明天小雨转阴，最低气温八度，路面湿滑请减速慢行，南湖隧道夜间封闭施工，出租车可走环湖路"));
+        assert!(
+            !same_headline_story(&monday, &tuesday),
+            "a daily column is not one story"
+        );
+        let entry = set(&format!("{title} 今天晴，最高气温二十度"));
+        assert!(
+            same_headline_story(&entry, &monday),
+            "a list entry and its page"
+        );
+        assert!(containment(&entry, &monday) > 0.9);
     }
 
     #[test]
