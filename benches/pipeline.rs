@@ -60,27 +60,7 @@ fn source(id: &str) -> Source {
 /// rarely occur — most items match nothing, as in real monitoring.
 fn departments(corpus: &[String]) -> Vec<Department> {
     let mut rng = fastrand::Rng::with_seed(7);
-    let mut words: BTreeSet<String> = [
-        "城管",
-        "占道经营",
-        "违建",
-        "强拆",
-        "暴雨",
-        "内涝",
-        "食品安全",
-        "拖欠工资",
-        "医保",
-        "学区房",
-        "噪音扰民",
-        "垃圾分类",
-        "物业纠纷",
-        "征地补偿",
-        "环境污染",
-        "信访",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let mut words: BTreeSet<String> = TYPICAL.iter().map(|s| s.to_string()).collect();
     let chars: Vec<Vec<char>> = corpus
         .iter()
         .map(|t| t.chars().collect::<Vec<char>>())
