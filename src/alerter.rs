@@ -211,6 +211,8 @@ impl Judge {
         let (ev, placed_before) = self.place(store, item, duplicate_of, now, &mut out)?;
         // Each group with the due time it had in the store, to move its timer entry.
         let mut touched: Vec<(Group, Option<DateTime<Utc>>)> = Vec::new();
+        // The item's negative words, found once for all the departments it matches.
+        let mut lexicon_hits: Option<(f64, Vec<String>)> = None;
         for m in matches {
             let Some(dept) = self.department(&m.department) else {
                 continue;
@@ -226,9 +228,12 @@ impl Judge {
                 }
                 None => (Group::open(&ev.id, &dept.id, now), None),
             };
-            let (negative, words) = self
-                .lexicon
-                .assess(&format!("{} {}", item.title, item.text));
+            let (negative, words) = lexicon_hits
+                .get_or_insert_with(|| {
+                    self.lexicon
+                        .assess(&format!("{} {}", item.title, item.text))
+                })
+                .clone();
             g.matched += 1;
             g.updated = now;
             let weight: f64 = if m.rules.is_empty() {
