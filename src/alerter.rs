@@ -669,6 +669,7 @@ impl Judge {
         let (Some(ev), Some(dept), Some(draft)) = (ev, self.department(&g.department), draft)
         else {
             // The event was pruned, or the department removed by a reload: nobody to tell.
+            tracing::warn!(department = %g.department, event = %g.event, pending = g.pending, "alert not sent: its event, department or first item is gone");
             g.due = None;
             store.commit(Record::Nothing, &[], &Put::group(&g, old_due), now)?;
             return Ok(None);

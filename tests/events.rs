@@ -266,6 +266,20 @@ async fn polled(server: &FeedServer, path: &str, before: usize, n: usize) {
     );
 }
 
+/// Feed sources s1…sN at `/s1.xml`… and the urban department (keyword 城管), then `extra`.
+fn urban_config(server: &FeedServer, sources: usize, extra: &str) -> String {
+    let mut out = String::new();
+    for k in 1..=sources {
+        out.push_str(&format!(
+            "[[source]]\nid = \"s{k}\"\nkind = \"feed\"\nurl = \"{}\"\n\n",
+            server.url(&format!("/s{k}.xml"))
+        ));
+    }
+    out.push_str("[[department]]\nid = \"urban\"\nname = \"城市管理局\"\nkeywords = [\"城管\"]\n");
+    out.push_str(extra);
+    out
+}
+
 const SPREAD_ONLY: &str = r#"
 [assess]
 after_response_rise = 3
@@ -291,35 +305,7 @@ async fn a_developing_matter_alerts_once_escalates_once_and_again_after_a_respon
         server.set(p, feed_route(&[]));
     }
     let ws = Workspace::new();
-    ws.write_config(
-        &format!(
-            r#"
-[[source]]
-id = "s1"
-kind = "feed"
-url = "{}"
-
-[[source]]
-id = "s2"
-kind = "feed"
-url = "{}"
-
-[[source]]
-id = "s3"
-kind = "feed"
-url = "{}"
-
-[[department]]
-id = "urban"
-name = "城市管理局"
-keywords = ["城管"]
-{SPREAD_ONLY}"#,
-            server.url("/s1.xml"),
-            server.url("/s2.xml"),
-            server.url("/s3.xml"),
-        ),
-        &receiver.url(),
-    );
+    ws.write_config(&urban_config(&server, 3, SPREAD_ONLY), &receiver.url());
     let daemon = Running::start(ws.load());
     polled(&server, "/s1.xml", 0, 1).await;
 
@@ -456,19 +442,8 @@ async fn a_silence_holds_alerts_back_keeps_the_record_and_its_end_restores_them(
     server.set("/s1.xml", feed_route(&[]));
     let ends = Utc::now() + chrono::Duration::seconds(4);
     let ws = Workspace::new();
-    ws.write_config(
-        &format!(
-            r#"
-[[source]]
-id = "s1"
-kind = "feed"
-url = "{}"
-
-[[department]]
-id = "urban"
-name = "城市管理局"
-keywords = ["城管"]
-
+    let silence = format!(
+        r#"
 [[silence]]
 id = "video-review"
 department = "urban"
@@ -476,11 +451,9 @@ text = "视频在网上流传"
 ends = "{}"
 comment = "视频已在核查，核查期间不重复告警"
 "#,
-            server.url("/s1.xml"),
-            ends.to_rfc3339(),
-        ),
-        &receiver.url(),
+        ends.to_rfc3339()
     );
+    ws.write_config(&urban_config(&server, 1, &silence), &receiver.url());
     let daemon = Running::start(ws.load());
     server.set("/s1.xml", feed_route(&[copy("p1", "")]));
     let before = server.requests("/s1.xml").len();
@@ -521,29 +494,7 @@ async fn group_wait_folds_near_simultaneous_copies_into_one_alert() {
     server.set("/s2.xml", feed_route(&[copy("q1", "【转】")]));
     let ws = Workspace::new();
     ws.write_config(
-        &format!(
-            r#"
-[[source]]
-id = "s1"
-kind = "feed"
-url = "{}"
-
-[[source]]
-id = "s2"
-kind = "feed"
-url = "{}"
-
-[[department]]
-id = "urban"
-name = "城市管理局"
-keywords = ["城管"]
-
-[assess]
-group_wait = "2s"
-"#,
-            server.url("/s1.xml"),
-            server.url("/s2.xml"),
-        ),
+        &urban_config(&server, 2, "\n[assess]\ngroup_wait = \"2s\"\n"),
         &receiver.url(),
     );
     let daemon = Running::start(ws.load());
