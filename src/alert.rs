@@ -150,7 +150,7 @@ pub struct HitRecord {
 impl From<&Hit> for HitRecord {
     fn from(h: &Hit) -> Self {
         HitRecord {
-            keyword: h.keyword.clone(),
+            keyword: h.keyword.to_string(),
             field: h.field.name().into(),
             start: h.start,
             end: h.end,
@@ -173,7 +173,7 @@ impl FoldedItem {
 
 /// The rules an item matched: rule ids, plus `keywords` when plain keywords matched too.
 pub fn rule_ids(m: &DepartmentMatch) -> Vec<String> {
-    let mut out: Vec<String> = m.rules.iter().map(|r| r.id.clone()).collect();
+    let mut out: Vec<String> = m.rules.iter().map(|r| r.id.to_string()).collect();
     if m.rules.is_empty() || m.hits.len() > m.rules.iter().map(|r| r.terms.len()).sum() {
         out.push("keywords".into());
     }
@@ -203,8 +203,8 @@ pub fn build(
 ) -> Alert {
     let mut matched: Vec<String> = Vec::new();
     for h in &m.hits {
-        if !matched.contains(&h.keyword) {
-            matched.push(h.keyword.clone());
+        if !matched.iter().any(|k| **k == *h.keyword) {
+            matched.push(h.keyword.to_string());
         }
     }
     Alert {
@@ -221,12 +221,12 @@ pub fn build(
         after_response: false,
         matched,
         hits: m.hits.iter().map(HitRecord::from).collect(),
-        snippet: m.snippet.clone(),
+        snippet: m.snippet.to_string(),
         rules: m
             .rules
             .iter()
             .map(|r| RuleRecord {
-                id: r.id.clone(),
+                id: r.id.to_string(),
                 weight: r.weight,
                 terms: r.terms.iter().map(HitRecord::from).collect(),
             })

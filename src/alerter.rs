@@ -516,10 +516,10 @@ impl Judge {
             if let Some(item) = readable(store.item(&f.id))? {
                 tracing::warn!(department = %g.department, event = %g.event, "alert draft missing: rebuilt from its first item");
                 let m = DepartmentMatch {
-                    department: dept.id.clone(),
+                    department: dept.id.as_str().into(),
                     hits: Vec::new(),
                     rules: Vec::new(),
-                    snippet: crate::text::snippet(&item.title, 0, 0, 40),
+                    snippet: crate::text::snippet(&item.title, 0, 0, 40).into(),
                 };
                 return Ok(Some(alert::build(&item, dept, &m, &self.rule_set, now)));
             }

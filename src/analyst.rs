@@ -150,15 +150,15 @@ pub fn explain(cfg: &Config, matcher: &Matcher, s: &Subject<'_>) -> String {
     };
     for m in &out.matched {
         let _ = writeln!(r, "✓ {} {}", m.department, name(&m.department));
-        let rule_terms: BTreeSet<(String, usize)> = m
+        let rule_terms: BTreeSet<(&str, usize)> = m
             .rules
             .iter()
-            .flat_map(|x| x.terms.iter().map(|t| (t.keyword.clone(), t.start)))
+            .flat_map(|x| x.terms.iter().map(|t| (&*t.keyword, t.start)))
             .collect();
         for h in m
             .hits
             .iter()
-            .filter(|h| !rule_terms.contains(&(h.keyword.clone(), h.start)))
+            .filter(|h| !rule_terms.contains(&(&*h.keyword, h.start)))
         {
             let _ = writeln!(
                 r,
@@ -202,7 +202,7 @@ pub fn explain(cfg: &Config, matcher: &Matcher, s: &Subject<'_>) -> String {
         if out
             .matched
             .iter()
-            .any(|m| &m.department == d && m.rules.iter().any(|x| &x.id == rule))
+            .any(|m| *m.department == **d && m.rules.iter().any(|x| *x.id == **rule))
         {
             continue;
         }
@@ -308,13 +308,13 @@ pub fn backtest(
     for item in &data.items {
         let o = matcher.match_subject(&subject(item));
         for m in o.matched {
-            if department.is_some_and(|x| x != m.department) {
+            if department.is_some_and(|x| x != &*m.department) {
                 continue;
             }
-            now.entry(m.department.clone())
+            now.entry(m.department.to_string())
                 .or_default()
                 .insert(item.id.clone());
-            let entry = out.entry(m.department.clone()).or_default();
+            let entry = out.entry(m.department.to_string()).or_default();
             entry.1.insert(item.id.clone(), item.title.clone());
             for r in crate::alert::rule_ids(&m) {
                 entry.0.rules.entry(r).or_default().0 += 1;

@@ -150,7 +150,34 @@ fn is_cjk(c: char) -> bool {
 
 /// Characters slipped between Chinese characters to dodge filters (城-管, 城 管, 城/管).
 /// Commas and full stops are not among them: they separate clauses, not syllables.
+#[inline(always)]
 fn is_dodge_separator(c: char) -> bool {
+    if c.is_ascii() {
+        // Space, tab, newline, CR, FF and - _ / \\ . * | ~ ^ + = #
+        const MASK: u128 = (1 << b' ')
+            | (1 << b'\t')
+            | (1 << b'\n')
+            | (1 << b'\r')
+            | (1 << 0x0b)
+            | (1 << 0x0c)
+            | (1 << b'-')
+            | (1 << b'_')
+            | (1 << b'/')
+            | (1 << b'\\')
+            | (1 << b'.')
+            | (1 << b'*')
+            | (1 << b'|')
+            | (1 << b'~')
+            | (1 << b'^')
+            | (1 << b'+')
+            | (1 << b'=')
+            | (1 << b'#');
+        return MASK & (1u128 << (c as u32)) != 0;
+    }
+    is_dodge_separator_slow(c)
+}
+
+fn is_dodge_separator_slow(c: char) -> bool {
     c.is_whitespace()
         || matches!(
             c,
@@ -169,30 +196,6 @@ fn is_dodge_separator(c: char) -> bool {
                 | '='
                 | '#'
         )
-}
-
-/// Whether a non-ASCII BMP character comes out of NFKC and lower-casing as itself (and is not
-/// zero-width): a bit per character, computed once from the real conversions.
-fn is_stable(c: char) -> bool {
-    static TABLE: std::sync::OnceLock<Vec<u64>> = std::sync::OnceLock::new();
-    let table = TABLE.get_or_init(|| {
-        let mut bits = vec![0u64; 0x10000 / 64];
-        for u in 0x80u32..0x10000 {
-            let Some(c) = char::from_u32(u) else {
-                continue;
-            };
-            let mut nfkc = std::iter::once(c).nfkc();
-            let same = nfkc.next() == Some(c) && nfkc.next().is_none();
-            let mut lower = c.to_lowercase();
-            let lower_same = lower.next() == Some(c) && lower.next().is_none();
-            if same && lower_same && !is_zero_width(c) {
-                bits[(u / 64) as usize] |= 1 << (u % 64);
-            }
-        }
-        bits
-    });
-    let u = c as u32;
-    u < 0x10000 && table[(u / 64) as usize] & (1 << (u % 64)) != 0
 }
 
 const T2S_FIRST: u32 = 0x4e00;
@@ -237,20 +240,106 @@ fn t2s_with(table: &[char], c: char) -> char {
     }
 }
 
+/// What [`fold_table`] says about a BMP character whose matching form is not one BMP char.
+const SLOW: u16 = 0xffff;
+/// A character that vanishes from the matching form (zero-width).
+const DROP: u16 = 0xfffe;
+
+/// The matching form of one character the long way: NFKC, lower case, simplified, zero-width
+/// removed. The reference that [`fold_table`] is built from.
+fn fold_slow(c: char, t2s: &[char], out: &mut impl FnMut(char)) {
+    if is_zero_width(c) {
+        return;
+    }
+    for d in std::iter::once(c).nfkc() {
+        for l in d.to_lowercase() {
+            out(if is_cjk(l) { t2s_with(t2s, l) } else { l });
+        }
+    }
+}
+
+/// For every BMP character, its matching form when that is a single BMP character, [`DROP`]
+/// when it is nothing, or [`SLOW`] (expansions such as ㈱ → (株), and U+FFFE/U+FFFF
+/// themselves). One lookup replaces NFKC, case folding and t2s on the hot path; 128 KiB,
+/// of which Chinese text touches the 42 KiB of the ideograph block.
+fn fold_table() -> &'static [u16] {
+    static TABLE: std::sync::OnceLock<Vec<u16>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        let t2s = t2s_table();
+        let mut table = vec![SLOW; 0x10000];
+        for (u, slot) in table.iter_mut().enumerate() {
+            let Some(c) = char::from_u32(u as u32) else {
+                continue;
+            };
+            if c.is_ascii() {
+                *slot = c.to_ascii_lowercase() as u16;
+                continue;
+            }
+            let mut first = None;
+            let mut count = 0;
+            fold_slow(c, t2s, &mut |o| {
+                count += 1;
+                first.get_or_insert(o);
+            });
+            *slot = match (count, first) {
+                (0, _) => DROP,
+                (1, Some(o)) if (o as u32) < 0xfffe => o as u16,
+                _ => SLOW,
+            };
+        }
+        table
+    })
+}
+
+/// The original character a character of the matching form came from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Origin {
+    /// Character index in the original.
+    pub char: u32,
+    /// Byte range of that character in the original.
+    pub byte: u32,
+    pub byte_end: u32,
+}
+
+/// Where the normaliser's output goes: one call per character of the matching form.
+pub trait Sink {
+    fn put(&mut self, origin: Origin, c: char);
+}
+
+impl<F: FnMut(Origin, char)> Sink for F {
+    #[inline(always)]
+    fn put(&mut self, origin: Origin, c: char) {
+        self(origin, c)
+    }
+}
+
+/// Adapts a closure that only wants the original character index.
+struct CharSink<F: FnMut(u32, char)>(F);
+
+impl<F: FnMut(u32, char)> Sink for CharSink<F> {
+    #[inline(always)]
+    fn put(&mut self, origin: Origin, c: char) {
+        (self.0)(origin.char, c)
+    }
+}
+
 /// Feeds normalised characters on, dropping short runs of dodge separators between two
 /// Chinese characters. One pass, no intermediate buffer: this is the hot path of matching.
-struct Stream<F: FnMut(u32, char)> {
-    emit: F,
+struct Stream<'s, S: Sink> {
+    sink: &'s mut S,
+    table: &'static [u16],
     t2s: &'static [char],
     last_cjk: bool,
-    pending: [(u32, char); 3],
+    pending: [(Origin, char); 3],
     pending_len: usize,
 }
 
-impl<F: FnMut(u32, char)> Stream<F> {
-    #[inline]
-    fn feed(&mut self, i: u32, c: char) {
-        if is_dodge_separator(c) && (self.last_cjk || self.pending_len > 0) {
+impl<S: Sink> Stream<'_, S> {
+    /// One character of the matching form, from original char `i`.
+    #[inline(always)]
+    fn feed(&mut self, i: Origin, c: char) {
+        let cjk = is_cjk(c);
+        if !cjk && (self.last_cjk || self.pending_len > 0) && is_dodge_separator(c) {
             if self.pending_len < self.pending.len() {
                 self.pending[self.pending_len] = (i, c);
                 self.pending_len += 1;
@@ -258,16 +347,10 @@ impl<F: FnMut(u32, char)> Stream<F> {
             }
             // A long run is layout, not a dodge: keep it.
             self.flush();
-            (self.emit)(i, c);
+            self.sink.put(i, c);
             self.last_cjk = false;
             return;
         }
-        self.plain(i, c, is_cjk(c));
-    }
-
-    /// A character that is not a separator.
-    #[inline]
-    fn plain(&mut self, i: u32, c: char, cjk: bool) {
         if self.pending_len > 0 {
             if cjk {
                 self.pending_len = 0;
@@ -275,60 +358,73 @@ impl<F: FnMut(u32, char)> Stream<F> {
                 self.flush();
             }
         }
-        (self.emit)(i, c);
+        self.sink.put(i, c);
         self.last_cjk = cjk;
     }
 
     fn flush(&mut self) {
         for k in 0..self.pending_len {
             let (i, c) = self.pending[k];
-            (self.emit)(i, c);
+            self.sink.put(i, c);
         }
         self.pending_len = 0;
     }
 
-    /// The matching form of one original character: NFKC, lower case, simplified,
-    /// zero-width removed.
-    #[inline]
-    fn push(&mut self, i: u32, c: char) {
-        if c.is_ascii() {
-            self.feed(i, c.to_ascii_lowercase());
-        } else if is_cjk(c) {
-            // Never a separator: straight to the output.
-            self.plain(i, t2s_with(self.t2s, c), true);
-        } else if is_stable(c) {
-            // Most punctuation and symbols of Chinese text (“”、《》…): unchanged by NFKC and
-            // case folding, so spared the general path.
-            self.feed(i, c);
-        } else if ('\u{ff01}'..='\u{ff5e}').contains(&c) {
-            // Full-width ASCII forms (，：！Ａ１): NFKC is a fixed offset; common in Chinese
-            // text, so spared the general NFKC path.
-            let a = char::from_u32(c as u32 - 0xfee0).unwrap_or(c);
-            self.feed(i, a.to_ascii_lowercase());
-        } else if !is_zero_width(c) {
-            for d in std::iter::once(c).nfkc() {
-                for l in d.to_lowercase() {
-                    let l = if is_cjk(l) { t2s_with(self.t2s, l) } else { l };
-                    self.feed(i, l);
-                }
-            }
+    /// The matching form of original char `i`: NFKC, lower case, simplified, zero-width
+    /// removed.
+    #[inline(always)]
+    fn push(&mut self, i: Origin, c: char) {
+        let u = c as u32;
+        let folded = if u < 0x10000 {
+            self.table[u as usize]
+        } else {
+            SLOW
+        };
+        match folded {
+            DROP => {}
+            SLOW => self.push_slow(i, c),
+            // Every other slot holds a char (the table never stores a surrogate).
+            f => self.feed(i, char::from_u32(u32::from(f)).unwrap_or(c)),
+        }
+    }
+
+    /// Expansions (㈱ → (株)) and characters beyond the BMP.
+    #[cold]
+    fn push_slow(&mut self, i: Origin, c: char) {
+        let mut out: Vec<char> = Vec::new();
+        fold_slow(c, self.t2s, &mut |o| out.push(o));
+        for o in out {
+            self.feed(i, o);
         }
     }
 }
 
-/// Runs the normaliser over `original`, calling `emit(original char index, char)`; returns
-/// the number of original chars.
-fn normalize_with(original: &str, emit: impl FnMut(u32, char)) -> u32 {
+/// Runs the normaliser over `original`, calling `emit(original char index, char)` for each
+/// char of the matching form; returns the number of original chars.
+pub fn fold(original: &str, emit: impl FnMut(u32, char)) -> u32 {
+    fold_into(original, &mut CharSink(emit))
+}
+
+/// [`fold`] into a [`Sink`], which the hot path inlines.
+#[inline(always)]
+pub fn fold_into<S: Sink>(original: &str, sink: &mut S) -> u32 {
     let mut st = Stream {
-        emit,
+        sink,
+        table: fold_table(),
         t2s: t2s_table(),
         last_cjk: false,
-        pending: [(0, ' '); 3],
+        pending: [(Origin::default(), ' '); 3],
         pending_len: 0,
     };
     let mut count = 0u32;
-    for c in original.chars() {
-        st.push(count, c);
+    for (byte, c) in original.char_indices() {
+        let byte = byte as u32;
+        let at = Origin {
+            char: count,
+            byte,
+            byte_end: byte + c.len_utf8() as u32,
+        };
+        st.push(at, c);
         count += 1;
     }
     st.flush();
@@ -349,139 +445,8 @@ pub fn normalize_pattern(s: &str) -> String {
 /// text, so both sides agree.
 pub fn normalize_for_match(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
-    normalize_with(s, |_, c| out.push(c));
+    fold(s, |_, c| out.push(c));
     out
-}
-
-/// Every this many normalised characters, [`Normalized`] remembers a byte offset.
-const CHECKPOINT: u32 = 32;
-
-/// Normalised text plus the way back to the original's character offsets.
-///
-/// Matching needs positions only where keywords occur, which is rare, so the map is kept
-/// sparse: a byte offset every [`CHECKPOINT`] characters (a lookup counts at most that many
-/// characters forward) and the points where normalised and original characters stop lining
-/// up one to one (dropped zero-width characters and dodge separators, NFKC expansions).
-/// Building it costs next to nothing beyond the normalised text itself.
-#[derive(Debug, Default)]
-pub struct Normalized {
-    pub text: String,
-    /// Byte offset in `text` of normalised chars 0, CHECKPOINT, 2·CHECKPOINT, …
-    checkpoints: Vec<u32>,
-    /// (normalised char index n0, original char index o0): from n0 on, normalised char n
-    /// came from original char o0 + (n − n0), until the next entry. Before the first entry
-    /// the two line up (n = o).
-    shifts: Vec<(u32, u32)>,
-    normalized_chars: u32,
-    original_chars: u32,
-}
-
-impl Normalized {
-    pub fn new(original: &str) -> Self {
-        let mut text = String::with_capacity(original.len());
-        let mut checkpoints = Vec::with_capacity(original.len() / 64 + 1);
-        let mut shifts: Vec<(u32, u32)> = Vec::new();
-        let mut n = 0u32;
-        // The original index normalised char `n` would have if nothing shifted.
-        let mut expected = 0u32;
-        let count = normalize_with(original, |i, c| {
-            if n % CHECKPOINT == 0 {
-                checkpoints.push(text.len() as u32);
-            }
-            if i != expected {
-                shifts.push((n, i));
-            }
-            text.push(c);
-            n += 1;
-            expected = i + 1;
-        });
-        Normalized {
-            text,
-            checkpoints,
-            shifts,
-            normalized_chars: n,
-            original_chars: count,
-        }
-    }
-
-    /// Normalised character range of normalised bytes `start..end`: distances between
-    /// matches are measured here, where inserted zero-width characters and dodge separators
-    /// no longer count.
-    pub fn normalized_range(&self, start: usize, end: usize) -> (usize, usize) {
-        let a = self.char_at(start);
-        let b = if end == 0 {
-            0
-        } else {
-            self.char_at(end - 1) + 1
-        };
-        (a, b.max(a))
-    }
-
-    /// Original char range covering normalised bytes `start..end` (an Aho-Corasick match).
-    pub fn original_range(&self, start: usize, end: usize) -> (usize, usize) {
-        let first = self.char_at(start) as u32;
-        let last_char = if end == 0 {
-            0
-        } else {
-            self.char_at(end - 1) as u32
-        };
-        let from = self.origin(first).unwrap_or(self.original_chars);
-        let to = self
-            .origin(last_char)
-            .map(|o| o + 1)
-            .unwrap_or(self.original_chars);
-        (from as usize, (to.max(from)) as usize)
-    }
-
-    /// Both ranges of an Aho-Corasick match at normalised bytes `start..end` (char
-    /// boundaries: the patterns are UTF-8) with one checkpoint lookup: (original from,
-    /// original to, normalised from, normalised to).
-    pub fn locate(&self, start: usize, end: usize) -> (usize, usize, usize, usize) {
-        let a = self.char_at(start);
-        let b = a + self.text.get(start..end).map_or(0, |m| m.chars().count());
-        let o_from = self.origin(a as u32).unwrap_or(self.original_chars);
-        let o_to = match b.checked_sub(1).filter(|_| b > a) {
-            Some(last) => self
-                .origin(last as u32)
-                .map(|o| o + 1)
-                .unwrap_or(self.original_chars),
-            None => o_from,
-        };
-        (o_from as usize, o_to.max(o_from) as usize, a, b)
-    }
-
-    /// The original char normalised char `n` came from.
-    fn origin(&self, n: u32) -> Option<u32> {
-        if n >= self.normalized_chars {
-            return None;
-        }
-        let k = self.shifts.partition_point(|(n0, _)| *n0 <= n);
-        Some(match k {
-            0 => n,
-            k => {
-                let (n0, o0) = self.shifts[k - 1];
-                o0 + (n - n0)
-            }
-        })
-    }
-
-    /// The normalised char that byte `byte` of `text` belongs to.
-    fn char_at(&self, byte: usize) -> usize {
-        let k = self
-            .checkpoints
-            .partition_point(|b| (*b as usize) <= byte)
-            .saturating_sub(1);
-        let from = self.checkpoints.get(k).copied().unwrap_or(0) as usize;
-        let mut idx = k * CHECKPOINT as usize;
-        let rest = self.text.get(from..).unwrap_or("");
-        for (off, _) in rest.char_indices().skip(1) {
-            if from + off > byte {
-                break;
-            }
-            idx += 1;
-        }
-        idx
-    }
 }
 
 /// `count` chars either side of original chars `from..to`, with ellipses where cut. Walks
@@ -490,31 +455,40 @@ pub fn snippet(original: &str, from: usize, to: usize, count: usize) -> String {
     snippet_from(original, 0, 0, from, to, count)
 }
 
-/// Byte offsets of every [`CHECKPOINT`]-th char of a text, so that many snippets of one long
-/// text do not each walk it from the start.
-#[derive(Debug, Default)]
-pub struct CharIndex {
-    checkpoints: Vec<usize>,
-}
-
-impl CharIndex {
-    pub fn new(s: &str) -> CharIndex {
-        CharIndex {
-            checkpoints: s
-                .char_indices()
-                .step_by(CHECKPOINT as usize)
-                .map(|(b, _)| b)
-                .collect(),
+/// `count` chars either side of original bytes `from..to` (char boundaries), with ellipses
+/// where cut. Walks only the snippet itself, whatever the length of the text.
+pub fn snippet_at(original: &str, from: usize, to: usize, count: usize) -> String {
+    let from = from.min(original.len());
+    let to = to.clamp(from, original.len());
+    let (Some(before), Some(matched), Some(after)) = (
+        original.get(..from),
+        original.get(from..to),
+        original.get(to..),
+    ) else {
+        return String::new();
+    };
+    let start = match count.checked_sub(1) {
+        Some(k) => before.char_indices().rev().nth(k).map(|(b, _)| b),
+        None => Some(before.len()),
+    };
+    let end = after.char_indices().nth(count).map(|(b, _)| b);
+    let mut s = String::with_capacity(to - from + 8 * count);
+    match start {
+        Some(b) if b > 0 => {
+            s.push('…');
+            s.push_str(&before[b..]);
         }
+        _ => s.push_str(before),
     }
-
-    /// Like [`snippet`], starting from the nearest checkpoint.
-    pub fn snippet(&self, original: &str, from: usize, to: usize, count: usize) -> String {
-        let start = from.saturating_sub(count);
-        let k = (start / CHECKPOINT as usize).min(self.checkpoints.len().saturating_sub(1));
-        let byte = self.checkpoints.get(k).copied().unwrap_or(0);
-        snippet_from(original, byte, k * CHECKPOINT as usize, from, to, count)
+    s.push_str(matched);
+    match end {
+        Some(b) => {
+            s.push_str(&after[..b]);
+            s.push('…');
+        }
+        None => s.push_str(after),
     }
+    s
 }
 
 /// [`snippet`] with the walk starting at `byte`, which is the start of char `char_at`.
@@ -559,68 +533,67 @@ pub fn significant(s: &str) -> String {
 mod tests {
     use super::*;
 
+    /// The table behind the hot path says, for every BMP character, what NFKC, lower case
+    /// and t2s say one at a time (computed here without the table).
     #[test]
-    fn full_width_forms_are_ascii_by_a_fixed_offset_and_snippets_agree() {
-        for u in 0xff01u32..=0xff5e {
-            let c = char::from_u32(u).unwrap();
-            let nfkc: String = std::iter::once(c).nfkc().collect();
-            assert_eq!(nfkc, char::from_u32(u - 0xfee0).unwrap().to_string());
+    fn every_bmp_character_folds_as_nfkc_lower_case_and_t2s() {
+        let t2s = t2s_table();
+        for u in 0u32..0x10000 {
+            let Some(c) = char::from_u32(u) else {
+                continue;
+            };
+            let expected: String = if is_zero_width(c) {
+                String::new()
+            } else {
+                std::iter::once(c)
+                    .nfkc()
+                    .flat_map(char::to_lowercase)
+                    .map(|l| if is_cjk(l) { t2s_with(t2s, l) } else { l })
+                    .collect()
+            };
+            let mut got = String::new();
+            fold(&c.to_string(), |i, o| {
+                assert_eq!(i, 0);
+                got.push(o);
+            });
+            assert_eq!(got, expected, "U+{u:04X}");
         }
-        let text: String = (0..300)
-            .map(|k| if k % 7 == 0 { '城' } else { 'a' })
-            .collect();
-        let index = CharIndex::new(&text);
-        for from in [0, 5, 31, 32, 33, 100, 250, 299, 400] {
-            assert_eq!(
-                index.snippet(&text, from, from + 2, 40),
-                snippet(&text, from, from + 2, 40)
-            );
+        assert_eq!(normalize_for_match("\u{1d400}"), "a", "beyond the BMP: 𝐀");
+    }
+
+    #[test]
+    fn the_ascii_separator_mask_is_the_separator_list() {
+        for u in 0u8..128 {
+            let c = u as char;
+            assert_eq!(is_dodge_separator(c), is_dodge_separator_slow(c), "{u}");
         }
     }
 
-    /// The sparse offset map agrees with a dense one (each normalised char's byte offset and
-    /// origin recorded) on every character of random mixed text.
+    /// Cutting by byte offsets gives the snippet that counting characters gives.
     #[test]
-    fn sparse_offsets_agree_with_a_dense_map() {
-        let pieces = [
-            "城", "管", "執", "法", "A", "b", "Ｃ", "ﬁ", "㈱", "\u{200b}", "-", " ", "/", "，",
-            "x", "é", "Ⅻ", "ß", "。", "打", "人", "\u{feff}", "·", "9",
-        ];
-        let mut rng = fastrand::Rng::with_seed(3);
-        for _ in 0..500 {
-            let len = rng.usize(0..120);
-            let s: String = (0..len)
-                .map(|_| pieces[rng.usize(..pieces.len())])
-                .collect();
-            let mut dense: Vec<(usize, u32)> = Vec::new();
-            let mut text = String::new();
-            normalize_with(&s, |i, c| {
-                dense.push((text.len(), i));
-                text.push(c);
-            });
-            let n = Normalized::new(&s);
-            assert_eq!(n.text, text);
-            for (k, (byte, origin)) in dense.iter().enumerate() {
-                let end = byte + text[*byte..].chars().next().map_or(0, char::len_utf8);
-                assert_eq!(n.normalized_range(*byte, end), (k, k + 1), "{s:?} char {k}");
-                assert_eq!(
-                    n.original_range(*byte, end),
-                    (*origin as usize, *origin as usize + 1),
-                    "{s:?} char {k}"
-                );
-            }
-            // Spans of a few characters, as matches are: locate agrees with both ranges.
-            for (k, (byte, _)) in dense.iter().enumerate() {
-                let last = (k + rng.usize(0..4)).min(dense.len() - 1);
-                let end = dense[last].0
-                    + text[dense[last].0..]
-                        .chars()
-                        .next()
-                        .map_or(0, char::len_utf8);
-                let (of, ot) = n.original_range(*byte, end);
-                let (nf, nt) = n.normalized_range(*byte, end);
-                assert_eq!(n.locate(*byte, end), (of, ot, nf, nt), "{s:?} {k}..={last}");
-                assert_eq!((of, ot), (dense[k].1 as usize, dense[last].1 as usize + 1));
+    fn snippets_by_bytes_and_by_characters_agree() {
+        let text: String = (0..300)
+            .map(|k| match k % 7 {
+                0 => '城',
+                3 => 'é',
+                _ => 'a',
+            })
+            .collect();
+        let bytes: Vec<usize> = text
+            .char_indices()
+            .map(|(b, _)| b)
+            .chain([text.len()])
+            .collect();
+        for from in [0, 1, 5, 31, 32, 33, 100, 250, 298, 299, 300] {
+            for len in [0, 1, 2] {
+                let to = (from + len).min(300);
+                for count in [0, 1, 2, 40] {
+                    assert_eq!(
+                        snippet_at(&text, bytes[from], bytes[to], count),
+                        snippet(&text, from, to, count),
+                        "{from}..{to} ±{count}"
+                    );
+                }
             }
         }
     }
@@ -652,20 +625,26 @@ mod tests {
         // Clauses stay apart, and Latin words keep their spaces.
         assert_eq!(normalize_for_match("暴雨，内涝"), "暴雨,内涝");
         assert_eq!(normalize_for_match("New York"), "new york");
-        let n = Normalized::new("某地城 - 管打人");
-        let start = n.text.find("城管").unwrap();
-        assert_eq!(n.original_range(start, start + "城管".len()), (2, 7));
+        assert_eq!(origins("某地城 - 管打人"), vec![0, 1, 2, 6, 7, 8]);
+    }
+
+    fn origins(original: &str) -> Vec<u32> {
+        let mut out = Vec::new();
+        fold(original, |i, _| out.push(i));
+        out
     }
 
     #[test]
-    fn maps_offsets_back_to_original_chars() {
-        let original = "Ｘ城\u{200b}管打人";
-        let n = Normalized::new(original);
-        assert_eq!(n.text, "x城管打人");
-        let start = n.text.find("城管").unwrap();
-        let end = start + "城管".len();
-        // Original chars: Ｘ(0) 城(1) ZW(2) 管(3) 打(4) 人(5)
-        assert_eq!(n.original_range(start, end), (1, 4));
+    fn each_character_of_the_matching_form_knows_its_origin() {
+        let original = "Ｘ城\u{200b}管打人㈱";
+        assert_eq!(normalize_for_match(original), "x城管打人(株)");
+        // Original chars: Ｘ(0) 城(1) ZW(2) 管(3) 打(4) 人(5) ㈱(6), which expands to three.
+        assert_eq!(origins(original), vec![0, 1, 3, 4, 5, 6, 6, 6]);
+        let mut bytes = Vec::new();
+        fold_into(original, &mut |o: Origin, _| {
+            bytes.push((o.byte, o.byte_end))
+        });
+        assert_eq!(&bytes[..3], &[(0, 3), (3, 6), (9, 12)]);
     }
 
     #[test]

@@ -6,11 +6,14 @@
 pub mod expr;
 
 use crate::config::Department;
-use crate::text::{snippet, Normalized};
-use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
+use crate::text::{snippet_at, Origin};
+use aho_corasick::automaton::Automaton;
+use aho_corasick::nfa::contiguous::NFA;
+use aho_corasick::{Anchored, Input, MatchKind};
 use expr::{Expr, Scope};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 /// Characters of context either side of the first match in a snippet.
 const SNIPPET_CONTEXT: usize = 40;
@@ -33,11 +36,12 @@ impl Field {
     }
 }
 
-/// One term found in one place.
+/// One term found in one place. Names are shared with the matcher (`Arc<str>`): an item can
+/// produce hundreds of hits, and copying each name would cost more than finding it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Hit {
     /// The keyword or rule term as the analyst wrote it.
-    pub keyword: String,
+    pub keyword: Arc<str>,
     pub field: Field,
     /// Character offsets (not bytes) in the item's title, text or author.
     pub start: usize,
@@ -47,7 +51,7 @@ pub struct Hit {
 /// A rule expression that matched, with the terms that satisfied it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RuleMatch {
-    pub id: String,
+    pub id: Arc<str>,
     pub weight: f64,
     pub terms: Vec<Hit>,
 }
@@ -55,11 +59,12 @@ pub struct RuleMatch {
 /// A department whose keywords or rules matched and whose exclusions did not.
 #[derive(Debug, Clone, Serialize)]
 pub struct DepartmentMatch {
-    pub department: String,
-    /// Keyword hits and the terms of matching rules.
+    pub department: Arc<str>,
+    /// Keyword hits and the terms of matching rules, in text order.
     pub hits: Vec<Hit>,
     pub rules: Vec<RuleMatch>,
-    pub snippet: String,
+    /// Shared by every department whose first hit is the same.
+    pub snippet: Arc<str>,
 }
 
 /// What matching found for one item, including what an analyst needs to see why not.
@@ -102,7 +107,7 @@ enum Role {
 enum CExpr {
     /// Any of these patterns (one for a term, several for a list); the written terms and
     /// their normal forms (for `source:`).
-    Terms(Vec<(u32, String, String)>),
+    Terms(Vec<(u32, Arc<str>, String)>),
     Not(Box<CExpr>),
     And(Vec<CExpr>),
     Or(Vec<CExpr>),
@@ -117,7 +122,7 @@ enum CExpr {
 
 #[derive(Debug)]
 struct CRule {
-    id: String,
+    id: Arc<str>,
     weight: f64,
     expr: CExpr,
     /// Can match with no term present (e.g. `!演习`): evaluated for every item.
@@ -126,9 +131,9 @@ struct CRule {
 
 #[derive(Debug)]
 struct DeptRules {
-    id: String,
-    keywords: Vec<String>,
-    exclude: Vec<String>,
+    id: Arc<str>,
+    keywords: Vec<Arc<str>>,
+    exclude: Vec<Arc<str>>,
     rules: Vec<CRule>,
 }
 
@@ -147,7 +152,7 @@ pub enum BuildError {
 /// The compiled rules of all departments.
 #[derive(Debug)]
 pub struct Matcher {
-    ac: Option<AhoCorasick>,
+    scanner: Option<Scanner>,
     /// For each automaton pattern: which departments use it as keyword/exclusion.
     uses: Vec<Vec<(u32, Role)>>,
     /// For each pattern: the (department, rule) pairs whose expressions mention it.
@@ -160,8 +165,9 @@ pub struct Matcher {
     rule_set: String,
 }
 
-/// One occurrence of a pattern: its field, its character range in the original (reported)
-/// and in the normalised text (where NEAR distances are measured).
+/// One occurrence of a pattern: its field, its character range in the original (reported),
+/// its byte range there (where snippets are cut) and its range in the normalised text (where
+/// NEAR distances are measured).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct Occ {
     pattern: u32,
@@ -170,7 +176,12 @@ struct Occ {
     end: u32,
     nstart: u32,
     nend: u32,
+    bstart: u32,
+    bend: u32,
 }
+
+/// A term as written, found at an occurrence (index into [`Occurrences::all`]).
+type TermRef = (u32, Arc<str>);
 
 /// Occurrences of patterns in one item, sorted by pattern id (few per item; a sorted Vec
 /// beats a map here).
@@ -180,16 +191,43 @@ struct Occurrences {
 }
 
 impl Occurrences {
-    fn of(&self, p: u32) -> impl Iterator<Item = Occ> + '_ {
+    /// Indices of pattern `p`'s occurrences.
+    fn range(&self, p: u32) -> std::ops::Range<usize> {
         let from = self.all.partition_point(|o| o.pattern < p);
-        self.all[from..]
+        let len = self.all[from..]
             .iter()
-            .take_while(move |o| o.pattern == p)
-            .copied()
+            .take_while(|o| o.pattern == p)
+            .count();
+        from..from + len
+    }
+
+    fn of(&self, p: u32) -> impl Iterator<Item = Occ> + '_ {
+        self.all[self.range(p)].iter().copied()
     }
 
     fn has(&self, p: u32, scope: Option<Scope>) -> bool {
         self.of(p).any(|o| allowed(o.field, scope))
+    }
+
+    fn hit(&self, k: u32, keyword: &Arc<str>) -> Hit {
+        let o = &self.all[k as usize];
+        Hit {
+            keyword: keyword.clone(),
+            field: o.field,
+            start: o.start as usize,
+            end: o.end as usize,
+        }
+    }
+
+    /// Puts (occurrence, term) pairs in text order, once each.
+    fn order(&self, refs: &mut Vec<TermRef>) {
+        refs.sort_unstable_by(|a, b| {
+            let (x, y) = (&self.all[a.0 as usize], &self.all[b.0 as usize]);
+            (x.field, x.start, x.end, a.0)
+                .cmp(&(y.field, y.start, y.end, b.0))
+                .then_with(|| a.1.cmp(&b.1))
+        });
+        refs.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
     }
 }
 
@@ -226,18 +264,18 @@ impl Builder {
         word: &str,
         at: (u32, u32),
         scope: Option<Scope>,
-    ) -> Option<(u32, String, String)> {
+    ) -> Option<(u32, Arc<str>, String)> {
         let norm = crate::text::normalize_pattern(word);
         if norm.is_empty() {
             return None;
         }
         if scope == Some(Scope::Source) {
             self.source_uses.entry(norm.clone()).or_default().push(at);
-            return Some((NO_PATTERN, word.to_string(), norm));
+            return Some((NO_PATTERN, Arc::from(word), norm));
         }
         let p = self.pattern(word)?;
         self.rule_uses[p as usize].push(at);
-        Some((p, word.to_string(), norm))
+        Some((p, Arc::from(word), norm))
     }
 
     fn compile(
@@ -355,16 +393,20 @@ impl Matcher {
                     always.push(at);
                 }
                 rules.push(CRule {
-                    id: rule.id.clone(),
+                    id: Arc::from(rule.id.as_str()),
                     weight: rule.weight,
                     expr,
                     matches_empty,
                 });
             }
             depts.push(DeptRules {
-                id: dept.id.clone(),
-                keywords: dept.keywords.clone(),
-                exclude: dept.exclude.clone(),
+                id: Arc::from(dept.id.as_str()),
+                keywords: dept
+                    .keywords
+                    .iter()
+                    .map(|k| Arc::from(k.as_str()))
+                    .collect(),
+                exclude: dept.exclude.iter().map(|k| Arc::from(k.as_str())).collect(),
                 rules,
             });
         }
@@ -372,20 +414,13 @@ impl Matcher {
             u.sort_unstable();
             u.dedup();
         }
-        let ac = if b.patterns.is_empty() {
+        let scanner = if b.patterns.is_empty() {
             None
         } else {
-            // Standard semantics + overlapping search: "城管" and "城管执法" must both be
-            // seen. The contiguous NFA measured faster than a DFA on Chinese text.
-            Some(
-                AhoCorasick::builder()
-                    .match_kind(MatchKind::Standard)
-                    .kind(Some(AhoCorasickKind::ContiguousNFA))
-                    .build(&b.patterns)?,
-            )
+            Some(Scanner::new(&b.patterns)?)
         };
         Ok(Self {
-            ac,
+            scanner,
             uses: b.uses,
             rule_uses: b.rule_uses,
             source_uses: b.source_uses,
@@ -408,10 +443,25 @@ impl Matcher {
     /// The bare automaton's overlapping scan, counting matches: the physical limit that the
     /// benchmark compares full matching against.
     pub fn raw_scan(&self, normalized: &str) -> usize {
-        self.ac
-            .as_ref()
-            .map(|ac| ac.find_overlapping_iter(normalized).count())
-            .unwrap_or(0)
+        self.scanner.as_ref().map_or(0, |s| {
+            s.nfa
+                .try_find_overlapping_iter(Input::new(normalized))
+                .map_or(0, |it| it.count())
+        })
+    }
+
+    /// Normalises and scans an item's fields, counting pattern occurrences, and stops there:
+    /// the benchmark's split between scanning and evaluating.
+    pub fn scan_only(&self, s: &Subject<'_>) -> usize {
+        let Some(scanner) = &self.scanner else {
+            return 0;
+        };
+        let mut ring = vec![Origin::default(); scanner.ring_mask as usize + 1];
+        let mut all = Vec::new();
+        for (field, original) in [(Field::Title, s.title), (Field::Text, s.text)] {
+            scanner.scan(field, original, &mut ring, &mut all);
+        }
+        all.len()
     }
 
     /// Matches title and text (no author, no source).
@@ -436,7 +486,7 @@ impl Matcher {
     }
 
     fn run(&self, s: &Subject<'_>, explain_misses: bool) -> Outcome {
-        let Some(ac) = &self.ac else {
+        let Some(scanner) = &self.scanner else {
             return Outcome::default();
         };
         let mut occ = Occurrences::default();
@@ -445,69 +495,69 @@ impl Matcher {
             (Field::Text, s.text),
             (Field::Author, s.author.unwrap_or("")),
         ];
+        let mut ring = vec![Origin::default(); scanner.ring_mask as usize + 1];
         for (field, original) in fields {
-            if original.is_empty() {
-                continue;
-            }
-            let norm = Normalized::new(original);
-            for m in ac.find_overlapping_iter(&norm.text) {
-                let (start, end, nstart, nend) = norm.locate(m.start(), m.end());
-                occ.all.push(Occ {
-                    pattern: m.pattern().as_usize() as u32,
-                    field,
-                    start: start as u32,
-                    end: end as u32,
-                    nstart: nstart as u32,
-                    nend: nend as u32,
-                });
+            if !original.is_empty() {
+                scanner.scan(field, original, &mut ring, &mut occ.all);
             }
         }
-        let source_norm = crate::text::normalize_pattern(s.source);
+        // Most rule sets name no source: then the item's source id is not even normalised.
+        let source_norm = if self.source_uses.is_empty() {
+            String::new()
+        } else {
+            crate::text::normalize_pattern(s.source)
+        };
         let by_source = self.source_uses.get(&source_norm);
         if occ.all.is_empty() && self.always.is_empty() && by_source.is_none() {
             return Outcome::default();
         }
         occ.all.sort_unstable();
 
-        // Keyword and exclusion uses, as plain numbers: (department, exclusion?, word, occurrence).
-        let mut uses: Vec<(u32, bool, u32, u32)> = Vec::new();
+        // Keyword and exclusion uses per pattern, as plain numbers: (department, exclusion?,
+        // word, its occurrences outside the author field).
+        let mut uses: Vec<(u32, bool, u32, u32, u32)> = Vec::new();
         let mut candidates: Vec<(u32, u32)> = self.always.clone();
         candidates.extend(by_source.into_iter().flatten().copied());
-        let mut last = u32::MAX;
-        for (k, o) in occ.all.iter().enumerate() {
-            let (p, field) = (o.pattern, o.field);
-            if field != Field::Author {
+        let mut k = 0;
+        while k < occ.all.len() {
+            let p = occ.all[k].pattern;
+            let group = &occ.all[k..];
+            let len = group.iter().take_while(|o| o.pattern == p).count();
+            // Sorted by field within a pattern: the author field comes last.
+            let outside_author = group[..len]
+                .iter()
+                .take_while(|o| o.field != Field::Author)
+                .count();
+            if outside_author > 0 {
                 for &(d, role) in &self.uses[p as usize] {
                     let (excl, w) = match role {
                         Role::Keyword(w) => (false, w),
                         Role::Exclude(w) => (true, w),
                     };
-                    uses.push((d, excl, w, k as u32));
+                    uses.push((d, excl, w, k as u32, (k + outside_author) as u32));
                 }
             }
-            if p != last {
-                candidates.extend_from_slice(&self.rule_uses[p as usize]);
-                last = p;
-            }
+            candidates.extend_from_slice(&self.rule_uses[p as usize]);
+            k += len;
         }
         candidates.sort_unstable();
         candidates.dedup();
-        // Matched rules and near misses, by department.
-        let mut rule_hits: Vec<(u32, RuleMatch)> = Vec::new();
-        let mut misses: Vec<(u32, String, String)> = Vec::new();
+        // Matched rules (with the occurrences of their terms) and near misses, by department.
+        let mut rule_hits: Vec<(u32, RuleMatch, Vec<TermRef>)> = Vec::new();
+        let mut misses: Vec<(u32, Arc<str>, String)> = Vec::new();
         for (d, r) in candidates {
             let rule = &self.departments[d as usize].rules[r as usize];
             if eval(&rule.expr, &occ, None, &source_norm) {
-                let mut terms = Vec::new();
-                collect_terms(&rule.expr, &occ, None, &source_norm, &mut terms);
-                rule_hits.push((
-                    d,
-                    RuleMatch {
-                        id: rule.id.clone(),
-                        weight: rule.weight,
-                        terms,
-                    },
-                ));
+                let mut refs = Vec::new();
+                collect_terms(&rule.expr, &occ, None, &source_norm, &mut refs);
+                occ.order(&mut refs);
+                let terms = refs.iter().map(|(k, t)| occ.hit(*k, t)).collect();
+                let m = RuleMatch {
+                    id: rule.id.clone(),
+                    weight: rule.weight,
+                    terms,
+                };
+                rule_hits.push((d, m, refs));
             } else if explain_misses && !rule.matches_empty {
                 let mut why = Vec::new();
                 explain(&rule.expr, &occ, None, &source_norm, &mut why);
@@ -529,76 +579,67 @@ impl Matcher {
         depts.dedup();
 
         let mut out = Outcome::default();
-        let mut snippets: std::collections::HashMap<(Field, usize, usize), String> =
-            std::collections::HashMap::new();
-        // Built on the first snippet of the body, shared by the rest.
-        let mut text_index: Option<crate::text::CharIndex> = None;
         for (d, rule, note) in misses {
-            out.near_misses
-                .push((self.departments[d as usize].id.clone(), rule, note));
+            let id = self.departments[d as usize].id.to_string();
+            out.near_misses.push((id, rule.to_string(), note));
         }
+        // Snippets by the hit they are cut around: many departments share one.
+        let mut snippets: Vec<(usize, Arc<str>)> = Vec::new();
+        // rule_hits follow the candidates' order, which is by department, as `depts` is.
+        let mut rule_hits = rule_hits.into_iter().peekable();
         for d in depts {
             let dept = &self.departments[d as usize];
             let from = uses.partition_point(|u| u.0 < d);
-            let mine = uses[from..].iter().take_while(|u| u.0 == d);
-            let hit = |&(_, excl, w, k): &(u32, bool, u32, u32)| {
-                let Occ {
-                    field, start, end, ..
-                } = occ.all[k as usize];
-                Hit {
-                    keyword: if excl {
-                        dept.exclude[w as usize].clone()
-                    } else {
-                        dept.keywords[w as usize].clone()
-                    },
-                    field,
-                    start: start as usize,
-                    end: end as usize,
+            let mine = &uses[from..from + uses[from..].iter().take_while(|u| u.0 == d).count()];
+            let mut rules = Vec::new();
+            let mut refs: Vec<TermRef> = Vec::new();
+            while let Some((_, m, r)) = rule_hits.next_if(|(rd, _, _)| *rd == d) {
+                rules.push(m);
+                refs.extend(r);
+            }
+            let words = |excl: bool| {
+                mine.iter().filter(move |u| u.1 == excl).flat_map(move |u| {
+                    let list = if excl { &dept.exclude } else { &dept.keywords };
+                    let word = &list[u.2 as usize];
+                    (u.3..u.4).map(move |k| (k, word.clone()))
+                })
+            };
+            if mine.iter().any(|u| u.1) {
+                let mut vetoes: Vec<TermRef> = words(true).collect();
+                occ.order(&mut vetoes);
+                let hits = vetoes.iter().map(|(k, t)| occ.hit(*k, t)).collect();
+                out.vetoed.push((dept.id.to_string(), hits));
+                continue;
+            }
+            refs.extend(words(false));
+            if refs.is_empty() && rules.is_empty() {
+                continue;
+            }
+            occ.order(&mut refs);
+            let hits: Vec<Hit> = refs.iter().map(|(k, t)| occ.hit(*k, t)).collect();
+            let first = refs
+                .iter()
+                .map(|(k, _)| *k as usize)
+                .find(|k| occ.all[*k].field != Field::Author);
+            let snippet = match snippets.iter().find(|(k, _)| Some(*k) == first) {
+                Some((_, cut)) => cut.clone(),
+                None => {
+                    let cut: Arc<str> = match first.map(|k| occ.all[k]) {
+                        Some(o) if o.field == Field::Text => {
+                            snippet_at(s.text, o.bstart as usize, o.bend as usize, SNIPPET_CONTEXT)
+                        }
+                        Some(o) => {
+                            snippet_at(s.title, o.bstart as usize, o.bend as usize, SNIPPET_CONTEXT)
+                        }
+                        None => snippet_at(s.title, 0, 0, SNIPPET_CONTEXT),
+                    }
+                    .into();
+                    if let Some(k) = first {
+                        snippets.push((k, cut.clone()));
+                    }
+                    cut
                 }
             };
-            let excluded: Vec<Hit> = mine.clone().filter(|u| u.1).map(hit).collect();
-            let keyword_hits: Vec<Hit> = mine.filter(|u| !u.1).map(hit).collect();
-            // rule_hits follow the candidates' order, which is by department.
-            let first = rule_hits.partition_point(|(rd, _)| *rd < d);
-            let rules: Vec<RuleMatch> = rule_hits[first..]
-                .iter()
-                .take_while(|(rd, _)| *rd == d)
-                .map(|(_, r)| r.clone())
-                .collect();
-            if keyword_hits.is_empty() && rules.is_empty() {
-                continue;
-            }
-            if !excluded.is_empty() {
-                out.vetoed.push((dept.id.clone(), excluded));
-                continue;
-            }
-            let mut hits = keyword_hits;
-            for r in &rules {
-                for t in &r.terms {
-                    if !hits.contains(t) {
-                        hits.push(t.clone());
-                    }
-                }
-            }
-            hits.sort_by_key(|h| (h.field, h.start, h.end));
-            // Many departments share the hit their snippet is cut around.
-            let key = hits
-                .iter()
-                .find(|h| h.field != Field::Author)
-                .map(|h| (h.field, h.start, h.end))
-                .unwrap_or((Field::Title, 0, 0));
-            let snippet = snippets
-                .entry(key)
-                .or_insert_with(|| {
-                    if key.0 == Field::Title {
-                        snippet(s.title, key.1, key.2, SNIPPET_CONTEXT)
-                    } else {
-                        text_index
-                            .get_or_insert_with(|| crate::text::CharIndex::new(s.text))
-                            .snippet(s.text, key.1, key.2, SNIPPET_CONTEXT)
-                    }
-                })
-                .clone();
             out.matched.push(DepartmentMatch {
                 department: dept.id.clone(),
                 hits,
@@ -607,6 +648,110 @@ impl Matcher {
             });
         }
         out
+    }
+}
+
+/// The automaton, driven one byte at a time by the normaliser: the matching form of a text is
+/// never written out, and each match's position in the original comes from a small ring of
+/// the last normalised characters' origins instead of an offset map.
+#[derive(Debug)]
+struct Scanner {
+    nfa: NFA,
+    /// Length of each pattern in normalised characters.
+    pattern_chars: Vec<u32>,
+    /// Ring size − 1; the ring holds at least the longest pattern's characters.
+    ring_mask: u32,
+}
+
+impl Scanner {
+    fn new(patterns: &[String]) -> Result<Scanner, BuildError> {
+        // Standard semantics + overlapping search: "城管" and "城管执法" must both be seen.
+        // The contiguous NFA measured faster than a DFA on Chinese text (a DFA over
+        // thousands of CJK terms does not fit in cache). No prefilter: the scan is driven
+        // byte by byte and never skips ahead.
+        let nfa = NFA::builder()
+            .match_kind(MatchKind::Standard)
+            .prefilter(false)
+            .build(patterns)?;
+        let pattern_chars: Vec<u32> = patterns.iter().map(|p| p.chars().count() as u32).collect();
+        let longest = pattern_chars.iter().copied().max().unwrap_or(1).max(1);
+        Ok(Scanner {
+            nfa,
+            pattern_chars,
+            ring_mask: longest.next_power_of_two() - 1,
+        })
+    }
+
+    /// Appends every pattern occurrence in `original` (one field) to `out`.
+    fn scan(&self, field: Field, original: &str, ring: &mut [Origin], out: &mut Vec<Occ>) {
+        let Ok(sid) = self.nfa.start_state(Anchored::No) else {
+            return;
+        };
+        let mut step = Step {
+            scanner: self,
+            field,
+            sid,
+            n: 0,
+            ring,
+            out,
+        };
+        crate::text::fold_into(original, &mut step);
+    }
+}
+
+/// One field's scan in progress: the automaton state and the origins of the last normalised
+/// characters.
+struct Step<'a> {
+    scanner: &'a Scanner,
+    field: Field,
+    sid: aho_corasick::automaton::StateID,
+    /// Normalised characters so far.
+    n: u32,
+    ring: &'a mut [Origin],
+    out: &'a mut Vec<Occ>,
+}
+
+impl crate::text::Sink for Step<'_> {
+    #[inline(always)]
+    fn put(&mut self, origin: Origin, c: char) {
+        let sc = self.scanner;
+        self.ring[(self.n & sc.ring_mask) as usize] = origin;
+        let mut buf = [0u8; 4];
+        let mut sid = self.sid;
+        for &byte in c.encode_utf8(&mut buf).as_bytes() {
+            sid = sc.nfa.next_state(Anchored::No, sid, byte);
+            // Without a prefilter only match (and dead) states are special. Patterns are
+            // whole characters, so a match ends on this character's last byte.
+            if sc.nfa.is_special(sid) && sc.nfa.is_match(sid) {
+                self.matched(sid, origin);
+            }
+        }
+        self.sid = sid;
+        self.n += 1;
+    }
+}
+
+impl Step<'_> {
+    #[inline(never)]
+    fn matched(&mut self, sid: aho_corasick::automaton::StateID, last: Origin) {
+        let sc = self.scanner;
+        let n = self.n;
+        for k in 0..sc.nfa.match_len(sid) {
+            let pattern = sc.nfa.match_pattern(sid, k).as_u32();
+            let len = sc.pattern_chars[pattern as usize];
+            let nstart = (n + 1).saturating_sub(len);
+            let first = self.ring[(nstart & sc.ring_mask) as usize];
+            self.out.push(Occ {
+                pattern,
+                field: self.field,
+                start: first.char,
+                end: last.char + 1,
+                nstart,
+                nend: n + 1,
+                bstart: first.byte,
+                bend: last.byte_end,
+            });
+        }
     }
 }
 
@@ -703,25 +848,18 @@ fn collect_terms(
     occ: &Occurrences,
     scope: Option<Scope>,
     source: &str,
-    out: &mut Vec<Hit>,
+    out: &mut Vec<TermRef>,
 ) {
     match e {
         CExpr::Terms(ts) => {
             if scope == Some(Scope::Source) {
                 return;
             }
+            // Duplicates (a term written twice in one rule) are removed by `order`.
             for (p, written, _) in ts {
-                for o in occ.of(*p) {
-                    if allowed(o.field, scope) {
-                        let h = Hit {
-                            keyword: written.clone(),
-                            field: o.field,
-                            start: o.start as usize,
-                            end: o.end as usize,
-                        };
-                        if !out.contains(&h) {
-                            out.push(h);
-                        }
+                for k in occ.range(*p) {
+                    if allowed(occ.all[k].field, scope) {
+                        out.push((k as u32, written.clone()));
                     }
                 }
             }
@@ -781,7 +919,9 @@ fn explain(
             if eval(x, occ, scope, source) {
                 let mut present = Vec::new();
                 collect_terms(x, occ, scope, source, &mut present);
-                let words: Vec<String> = present.iter().map(|h| h.keyword.clone()).collect();
+                occ.order(&mut present);
+                let mut words: Vec<&str> = present.iter().map(|(_, t)| &**t).collect();
+                words.dedup();
                 why.push(format!("vetoed by NOT ({})", words.join(", ")));
             }
         }

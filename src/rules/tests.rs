@@ -47,8 +47,8 @@ fn matches_overlapping_keywords_with_offsets() {
     assert_eq!(hits.len(), 2);
     assert!(hits
         .iter()
-        .any(|h| h.keyword == "城管" && h.start == 2 && h.end == 4));
-    assert!(hits.iter().any(|h| h.keyword == "城管执法" && h.end == 6));
+        .any(|h| &*h.keyword == "城管" && h.start == 2 && h.end == 4));
+    assert!(hits.iter().any(|h| &*h.keyword == "城管执法" && h.end == 6));
 }
 
 #[test]
@@ -60,7 +60,7 @@ fn exclusion_vetoes_and_case_width_fold() {
     .unwrap();
     let out = m.match_item("城管演习", "ｗｉｆｉ 信号差");
     assert_eq!(out.matched.len(), 1);
-    assert_eq!(out.matched[0].department, "it");
+    assert_eq!(&*out.matched[0].department, "it");
     assert_eq!(out.matched[0].hits[0].field, Field::Text);
     assert_eq!(out.vetoed.len(), 1);
     assert_eq!(out.vetoed[0].0, "urban");
@@ -86,8 +86,8 @@ fn boolean_rules_with_evasive_spellings() {
     let out = m.match_subject(&subject("某地城-管與攤販發生衝突", ""));
     assert_eq!(out.matched.len(), 1, "{out:?}");
     let r = &out.matched[0].rules[0];
-    assert_eq!(r.id, "urban#1");
-    let words: Vec<&str> = r.terms.iter().map(|t| t.keyword.as_str()).collect();
+    assert_eq!(&*r.id, "urban#1");
+    let words: Vec<&str> = r.terms.iter().map(|t| &*t.keyword).collect();
     assert_eq!(words, vec!["城管", "冲突"]);
     // Offsets are in the original text: 城-管 spans three characters.
     assert_eq!((r.terms[0].start, r.terms[0].end), (2, 5));
@@ -109,7 +109,7 @@ fn near_counts_characters_and_onear_keeps_order() {
     .unwrap();
     // Gap between 城管 and 打人: "当街" = 2 characters.
     let out = m.match_subject(&subject("城管当街打人", ""));
-    let ids: Vec<&str> = out.matched.iter().map(|d| d.department.as_str()).collect();
+    let ids: Vec<&str> = out.matched.iter().map(|d| &*d.department).collect();
     assert_eq!(ids, vec!["near"], "ONEAR wants 打人 first");
     // Four characters apart: a near miss, explained.
     let far = m.match_explained(&subject("城管在大街上打人", ""));
@@ -146,7 +146,7 @@ fn field_scopes_and_source() {
         })
         .matched
         .first()
-        .map(|d| d.rules.iter().map(|r| r.id.clone()).collect::<Vec<_>>())
+        .map(|d| d.rules.iter().map(|r| r.id.to_string()).collect::<Vec<_>>())
         .unwrap_or_default()
     };
     assert_eq!(hit("城管来了", "有人打人", None, "x"), vec!["scoped#1"]);
@@ -347,7 +347,7 @@ fn dodges_do_not_stretch_near_distances_and_source_rules_need_no_text_match() {
         m.match_subject(&s)
             .matched
             .into_iter()
-            .map(|d| d.department)
+            .map(|d| d.department.to_string())
             .collect()
     };
     assert_eq!(ids(subject(&zw, "")), vec!["near"]);
@@ -375,11 +375,80 @@ fn a_matched_rule_reports_only_the_terms_that_satisfied_it() {
     let words: Vec<&str> = out.matched[0].rules[0]
         .terms
         .iter()
-        .map(|t| t.keyword.as_str())
+        .map(|t| &*t.keyword)
         .collect();
     assert_eq!(
         words,
         vec!["打人"],
         "城管 is present but its branch did not hold"
     );
+}
+
+/// The streaming scan reports what a search of the written-out matching form reports: every
+/// occurrence of every keyword, with its offsets mapped back through a dense map of origins,
+/// and a snippet cut where counting characters would cut it. Random mixed text with every
+/// kind of normalisation (zero-width, dodges, full-width, expansions, traditional).
+#[test]
+fn streaming_scan_agrees_with_searching_the_written_out_form() {
+    let pieces = [
+        "城", "管", "執", "法", "A", "b", "Ｃ", "ﬁ", "㈱", "\u{200b}", "-", " ", "/", "，", "x",
+        "é", "Ⅻ", "ß", "。", "打", "人", "\u{feff}", "·", "9", "株",
+    ];
+    let mut rng = fastrand::Rng::with_seed(7);
+    for round in 0..300 {
+        let len = rng.usize(1..80);
+        let text: String = (0..len)
+            .map(|_| pieces[rng.usize(..pieces.len())])
+            .collect();
+        // Dense reference: every character of the matching form with its origin.
+        let mut dense: Vec<(u32, char)> = Vec::new();
+        crate::text::fold(&text, |i, c| dense.push((i, c)));
+        let form: Vec<char> = dense.iter().map(|d| d.1).collect();
+        // Keywords: pieces of the matching form itself (so they occur), plus fixed ones.
+        let mut keywords: Vec<String> = vec!["城管".into(), "(株)".into(), "fi".into()];
+        for _ in 0..4 {
+            if form.is_empty() {
+                break;
+            }
+            let a = rng.usize(..form.len());
+            let b = (a + rng.usize(1..4)).min(form.len());
+            let word: String = form[a..b].iter().collect();
+            if !crate::text::normalize_pattern(&word).is_empty() && !keywords.contains(&word) {
+                keywords.push(word);
+            }
+        }
+        let refs: Vec<&str> = keywords.iter().map(String::as_str).collect();
+        let m = Matcher::new(&[dept("d", &refs, &[])]).unwrap();
+        let out = m.match_item("", &text);
+        let mut got: Vec<(String, usize, usize)> = out
+            .matched
+            .iter()
+            .flat_map(|d| d.hits.iter())
+            .map(|h| (h.keyword.to_string(), h.start, h.end))
+            .collect();
+        got.sort();
+        let mut want = Vec::new();
+        for k in &keywords {
+            let needle: Vec<char> = crate::text::normalize_pattern(k).chars().collect();
+            for s in 0..form.len() {
+                if form[s..].starts_with(&needle) {
+                    let last = s + needle.len() - 1;
+                    want.push((k.clone(), dense[s].0 as usize, dense[last].0 as usize + 1));
+                }
+            }
+        }
+        want.sort();
+        assert_eq!(got, want, "round {round}: {text:?} with {keywords:?}");
+        if let (Some(d), Some(first)) =
+            (out.matched.first(), want.iter().min_by_key(|w| (w.1, w.2)))
+        {
+            let h = &d.hits[0];
+            assert_eq!((h.start, h.end), (first.1, first.2), "{text:?}");
+            assert_eq!(
+                &*d.snippet,
+                crate::text::snippet(&text, h.start, h.end, 40),
+                "{text:?}"
+            );
+        }
+    }
 }
