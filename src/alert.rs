@@ -221,7 +221,7 @@ pub fn build(
         after_response: false,
         matched,
         hits: m.hits.iter().map(HitRecord::from).collect(),
-        snippet: m.snippet.to_string(),
+        snippet: m.snippet(&item.title, &item.text),
         rules: m
             .rules
             .iter()

@@ -519,7 +519,7 @@ impl Judge {
                     department: dept.id.as_str().into(),
                     hits: Vec::new(),
                     rules: Vec::new(),
-                    snippet: crate::text::snippet(&item.title, 0, 0, 40).into(),
+                    cut: Default::default(),
                 };
                 return Ok(Some(alert::build(&item, dept, &m, &self.rule_set, now)));
             }

@@ -184,7 +184,7 @@ pub fn explain(cfg: &Config, matcher: &Matcher, s: &Subject<'_>) -> String {
                 .collect();
             let _ = writeln!(r, "        {}", terms.join("; "));
         }
-        let _ = writeln!(r, "    snippet: {}", m.snippet);
+        let _ = writeln!(r, "    snippet: {}", m.snippet(s.title, s.text));
     }
     for (d, hits) in &out.vetoed {
         let words: Vec<String> = hits

@@ -63,8 +63,42 @@ pub struct DepartmentMatch {
     /// Keyword hits and the terms of matching rules, in text order.
     pub hits: Vec<Hit>,
     pub rules: Vec<RuleMatch>,
-    /// Shared by every department whose first hit is the same.
-    pub snippet: Arc<str>,
+    /// Where the snippet is cut: around the first hit outside the author field.
+    pub cut: Cut,
+}
+
+/// A byte range of the title or text that a snippet is cut around. The snippet itself is
+/// made only when an alert needs it ([`DepartmentMatch::snippet`]): most matches of a
+/// developing story join an alert already drafted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Cut {
+    pub field: Field,
+    pub from: usize,
+    pub to: usize,
+}
+
+impl Default for Cut {
+    /// The start of the title: for matches with no hit in title or text.
+    fn default() -> Self {
+        Cut {
+            field: Field::Title,
+            from: 0,
+            to: 0,
+        }
+    }
+}
+
+impl DepartmentMatch {
+    /// The matched words in context: a few dozen characters either side of the first hit,
+    /// from the title and text that were matched.
+    pub fn snippet(&self, title: &str, text: &str) -> String {
+        let field = if self.cut.field == Field::Text {
+            text
+        } else {
+            title
+        };
+        snippet_at(field, self.cut.from, self.cut.to, SNIPPET_CONTEXT)
+    }
 }
 
 /// What matching found for one item, including what an analyst needs to see why not.
@@ -183,30 +217,121 @@ struct Occ {
 /// A term as written, found at an occurrence (index into [`Occurrences::all`]).
 type TermRef = (u32, Arc<str>);
 
-/// Occurrences of patterns in one item, sorted by pattern id (few per item; a sorted Vec
-/// beats a map here).
+/// Occurrences of patterns in one item, and a small hash table from pattern to its
+/// occurrences: rules ask "is this term present, in this field?" many times per item.
 #[derive(Default)]
 struct Occurrences {
+    /// In scan order: by field (title, text, author), then by where they end.
     all: Vec<Occ>,
+    /// `pattern << 32 | index into all`, sorted: each pattern's occurrences together.
+    keys: Vec<u64>,
+    /// Open addressing, a power of two long; empty slots have pattern `u32::MAX`.
+    table: Vec<Slot>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    pattern: u32,
+    /// Where the pattern's run starts in `keys`, and its length.
+    first: u32,
+    len: u32,
+    /// Bit per [`Field`] the pattern occurs in.
+    fields: u8,
+}
+
+const EMPTY: Slot = Slot {
+    pattern: u32::MAX,
+    first: 0,
+    len: 0,
+    fields: 0,
+};
+
+fn field_bit(f: Field) -> u8 {
+    1 << f as u8
+}
+
+/// The fields a scope lets terms be found in, as [`field_bit`]s.
+fn scope_bits(scope: Option<Scope>) -> u8 {
+    match scope {
+        None => field_bit(Field::Title) | field_bit(Field::Text),
+        Some(Scope::Title) => field_bit(Field::Title),
+        Some(Scope::Text) => field_bit(Field::Text),
+        Some(Scope::Author) => field_bit(Field::Author),
+        Some(Scope::Source) => 0,
+    }
 }
 
 impl Occurrences {
-    /// Indices of pattern `p`'s occurrences.
-    fn range(&self, p: u32) -> std::ops::Range<usize> {
-        let from = self.all.partition_point(|o| o.pattern < p);
-        let len = self.all[from..]
-            .iter()
-            .take_while(|o| o.pattern == p)
-            .count();
-        from..from + len
+    /// Indexes `all` by pattern, once the scan is done.
+    fn index(&mut self) {
+        self.keys.clear();
+        self.keys.extend(
+            self.all
+                .iter()
+                .enumerate()
+                .map(|(i, o)| (u64::from(o.pattern) << 32) | i as u64),
+        );
+        self.keys.sort_unstable();
+        let size = (self.keys.len() * 2).next_power_of_two().max(8);
+        self.table.clear();
+        self.table.resize(size, EMPTY);
+        let mut k = 0;
+        while k < self.keys.len() {
+            let p = (self.keys[k] >> 32) as u32;
+            let mut slot = Slot {
+                pattern: p,
+                first: k as u32,
+                len: 0,
+                fields: 0,
+            };
+            while k < self.keys.len() && (self.keys[k] >> 32) as u32 == p {
+                slot.fields |= field_bit(self.all[(self.keys[k] & 0xffff_ffff) as usize].field);
+                slot.len += 1;
+                k += 1;
+            }
+            let mask = size - 1;
+            let mut h = Self::hash(p) & mask;
+            while self.table[h].pattern != u32::MAX {
+                h = (h + 1) & mask;
+            }
+            self.table[h] = slot;
+        }
+    }
+
+    fn hash(p: u32) -> usize {
+        (p.wrapping_mul(0x9e37_79b1) >> 7) as usize
+    }
+
+    fn slot(&self, p: u32) -> Option<&Slot> {
+        let mask = self.table.len().checked_sub(1)?;
+        let mut h = Self::hash(p) & mask;
+        loop {
+            let slot = &self.table[h];
+            if slot.pattern == p {
+                return Some(slot);
+            }
+            if slot.pattern == u32::MAX {
+                return None;
+            }
+            h = (h + 1) & mask;
+        }
+    }
+
+    /// Indices into `all` of pattern `p`'s occurrences, in scan order.
+    fn range(&self, p: u32) -> impl Iterator<Item = usize> + '_ {
+        let run = self.slot(p).map_or(&[][..], |s| {
+            &self.keys[s.first as usize..(s.first + s.len) as usize]
+        });
+        run.iter().map(|k| (k & 0xffff_ffff) as usize)
     }
 
     fn of(&self, p: u32) -> impl Iterator<Item = Occ> + '_ {
-        self.all[self.range(p)].iter().copied()
+        self.range(p).map(|k| self.all[k])
     }
 
     fn has(&self, p: u32, scope: Option<Scope>) -> bool {
-        self.of(p).any(|o| allowed(o.field, scope))
+        self.slot(p)
+            .is_some_and(|s| s.fields & scope_bits(scope) != 0)
     }
 
     fn hit(&self, k: u32, keyword: &Arc<str>) -> Hit {
@@ -511,22 +636,22 @@ impl Matcher {
         if occ.all.is_empty() && self.always.is_empty() && by_source.is_none() {
             return Outcome::default();
         }
-        occ.all.sort_unstable();
+        occ.index();
 
         // Keyword and exclusion uses per pattern, as plain numbers: (department, exclusion?,
-        // word, its occurrences outside the author field).
+        // word, its occurrences outside the author field as a run of `occ.keys`).
         let mut uses: Vec<(u32, bool, u32, u32, u32)> = Vec::new();
         let mut candidates: Vec<(u32, u32)> = self.always.clone();
         candidates.extend(by_source.into_iter().flatten().copied());
         let mut k = 0;
-        while k < occ.all.len() {
-            let p = occ.all[k].pattern;
-            let group = &occ.all[k..];
-            let len = group.iter().take_while(|o| o.pattern == p).count();
-            // Sorted by field within a pattern: the author field comes last.
-            let outside_author = group[..len]
+        while k < occ.keys.len() {
+            let p = (occ.keys[k] >> 32) as u32;
+            let run = &occ.keys[k..];
+            let len = run.iter().take_while(|x| (*x >> 32) as u32 == p).count();
+            // In scan order within a pattern: the author field, scanned last, comes last.
+            let outside_author = run[..len]
                 .iter()
-                .take_while(|o| o.field != Field::Author)
+                .take_while(|x| occ.all[(*x & 0xffff_ffff) as usize].field != Field::Author)
                 .count();
             if outside_author > 0 {
                 for &(d, role) in &self.uses[p as usize] {
@@ -578,13 +703,12 @@ impl Matcher {
         depts.sort_unstable();
         depts.dedup();
 
+        let keys = &occ.keys;
         let mut out = Outcome::default();
         for (d, rule, note) in misses {
             let id = self.departments[d as usize].id.to_string();
             out.near_misses.push((id, rule.to_string(), note));
         }
-        // Snippets by the hit they are cut around: many departments share one.
-        let mut snippets: Vec<(usize, Arc<str>)> = Vec::new();
         // rule_hits follow the candidates' order, which is by department, as `depts` is.
         let mut rule_hits = rule_hits.into_iter().peekable();
         for d in depts {
@@ -601,7 +725,9 @@ impl Matcher {
                 mine.iter().filter(move |u| u.1 == excl).flat_map(move |u| {
                     let list = if excl { &dept.exclude } else { &dept.keywords };
                     let word = &list[u.2 as usize];
-                    (u.3..u.4).map(move |k| (k, word.clone()))
+                    keys[u.3 as usize..u.4 as usize]
+                        .iter()
+                        .map(move |k| ((k & 0xffff_ffff) as u32, word.clone()))
                 })
             };
             if mine.iter().any(|u| u.1) {
@@ -617,34 +743,21 @@ impl Matcher {
             }
             occ.order(&mut refs);
             let hits: Vec<Hit> = refs.iter().map(|(k, t)| occ.hit(*k, t)).collect();
-            let first = refs
+            let cut = refs
                 .iter()
-                .map(|(k, _)| *k as usize)
-                .find(|k| occ.all[*k].field != Field::Author);
-            let snippet = match snippets.iter().find(|(k, _)| Some(*k) == first) {
-                Some((_, cut)) => cut.clone(),
-                None => {
-                    let cut: Arc<str> = match first.map(|k| occ.all[k]) {
-                        Some(o) if o.field == Field::Text => {
-                            snippet_at(s.text, o.bstart as usize, o.bend as usize, SNIPPET_CONTEXT)
-                        }
-                        Some(o) => {
-                            snippet_at(s.title, o.bstart as usize, o.bend as usize, SNIPPET_CONTEXT)
-                        }
-                        None => snippet_at(s.title, 0, 0, SNIPPET_CONTEXT),
-                    }
-                    .into();
-                    if let Some(k) = first {
-                        snippets.push((k, cut.clone()));
-                    }
-                    cut
-                }
-            };
+                .map(|(k, _)| occ.all[*k as usize])
+                .find(|o| o.field != Field::Author)
+                .map(|o| Cut {
+                    field: o.field,
+                    from: o.bstart as usize,
+                    to: o.bend as usize,
+                })
+                .unwrap_or_default();
             out.matched.push(DepartmentMatch {
                 department: dept.id.clone(),
                 hits,
                 rules,
-                snippet,
+                cut,
             });
         }
         out
