@@ -370,21 +370,35 @@ impl<S: Sink> Stream<'_, S> {
         self.pending_len = 0;
     }
 
-    /// The matching form of original char `i`: NFKC, lower case, simplified, zero-width
-    /// removed.
+    /// An ASCII original char: lower case; a separator only right after Chinese.
     #[inline(always)]
-    fn push(&mut self, i: Origin, c: char) {
-        let u = c as u32;
-        let folded = if u < 0x10000 {
-            self.table[u as usize]
+    fn push_ascii(&mut self, i: Origin, u: u32) {
+        let c = char::from(self.table[u as usize] as u8);
+        if self.last_cjk || self.pending_len > 0 {
+            self.feed(i, c);
         } else {
-            SLOW
-        };
+            self.sink.put(i, c);
+        }
+    }
+
+    /// The matching form of original char `u` at `i`: NFKC, lower case, simplified,
+    /// zero-width removed.
+    #[inline(always)]
+    fn push(&mut self, i: Origin, u: u32) {
+        let folded = self.table.get(u as usize).copied().unwrap_or(SLOW);
         match folded {
             DROP => {}
-            SLOW => self.push_slow(i, c),
+            SLOW => {
+                if let Some(c) = char::from_u32(u) {
+                    self.push_slow(i, c);
+                }
+            }
             // Every other slot holds a char (the table never stores a surrogate).
-            f => self.feed(i, char::from_u32(u32::from(f)).unwrap_or(c)),
+            f => {
+                if let Some(c) = char::from_u32(u32::from(f)) {
+                    self.feed(i, c);
+                }
+            }
         }
     }
 
@@ -416,15 +430,35 @@ pub fn fold_into<S: Sink>(original: &str, sink: &mut S) -> u32 {
         pending: [(Origin::default(), ' '); 3],
         pending_len: 0,
     };
+    // Decoded by hand from the bytes: ASCII, most of any text, takes a path of its own.
+    let bytes = original.as_bytes();
+    let at = |i: usize| bytes.get(i).map_or(0, |b| u32::from(b & 0x3f));
+    let mut i = 0usize;
     let mut count = 0u32;
-    for (byte, c) in original.char_indices() {
-        let byte = byte as u32;
-        let at = Origin {
-            char: count,
-            byte,
-            byte_end: byte + c.len_utf8() as u32,
+    while let Some(&x) = bytes.get(i) {
+        let (u, len) = match x {
+            0..=0x7f => (u32::from(x), 1),
+            0x80..=0xdf => ((u32::from(x & 0x1f) << 6) | at(i + 1), 2),
+            0xe0..=0xef => (
+                (u32::from(x & 0x0f) << 12) | (at(i + 1) << 6) | at(i + 2),
+                3,
+            ),
+            _ => (
+                (u32::from(x & 0x07) << 18) | (at(i + 1) << 12) | (at(i + 2) << 6) | at(i + 3),
+                4,
+            ),
         };
-        st.push(at, c);
+        let origin = Origin {
+            char: count,
+            byte: i as u32,
+            byte_end: (i + len) as u32,
+        };
+        if len == 1 {
+            st.push_ascii(origin, u);
+        } else {
+            st.push(origin, u);
+        }
+        i += len;
         count += 1;
     }
     st.flush();

@@ -829,15 +829,29 @@ impl crate::text::Sink for Step<'_> {
     fn put(&mut self, origin: Origin, c: char) {
         let sc = self.scanner;
         self.ring[(self.n & sc.ring_mask) as usize] = origin;
-        let mut buf = [0u8; 4];
+        let nfa = &sc.nfa;
+        let u = c as u32;
+        // The character's UTF-8 bytes, stepped without writing them out. Patterns are whole
+        // characters, so a match can only end on the last byte.
         let mut sid = self.sid;
-        for &byte in c.encode_utf8(&mut buf).as_bytes() {
-            sid = sc.nfa.next_state(Anchored::No, sid, byte);
-            // Without a prefilter only match (and dead) states are special. Patterns are
-            // whole characters, so a match ends on this character's last byte.
-            if sc.nfa.is_special(sid) && sc.nfa.is_match(sid) {
-                self.matched(sid, origin);
-            }
+        if u < 0x80 {
+            sid = nfa.next_state(Anchored::No, sid, u as u8);
+        } else if u < 0x800 {
+            sid = nfa.next_state(Anchored::No, sid, 0xc0 | (u >> 6) as u8);
+            sid = nfa.next_state(Anchored::No, sid, 0x80 | (u & 0x3f) as u8);
+        } else if u < 0x10000 {
+            sid = nfa.next_state(Anchored::No, sid, 0xe0 | (u >> 12) as u8);
+            sid = nfa.next_state(Anchored::No, sid, 0x80 | ((u >> 6) & 0x3f) as u8);
+            sid = nfa.next_state(Anchored::No, sid, 0x80 | (u & 0x3f) as u8);
+        } else {
+            sid = nfa.next_state(Anchored::No, sid, 0xf0 | (u >> 18) as u8);
+            sid = nfa.next_state(Anchored::No, sid, 0x80 | ((u >> 12) & 0x3f) as u8);
+            sid = nfa.next_state(Anchored::No, sid, 0x80 | ((u >> 6) & 0x3f) as u8);
+            sid = nfa.next_state(Anchored::No, sid, 0x80 | (u & 0x3f) as u8);
+        }
+        // Without a prefilter only match (and dead) states are special.
+        if nfa.is_special(sid) && nfa.is_match(sid) {
+            self.matched(sid, origin);
         }
         self.sid = sid;
         self.n += 1;
