@@ -373,7 +373,7 @@ impl<S: Sink> Stream<'_, S> {
     /// An ASCII original char: lower case; a separator only right after Chinese.
     #[inline(always)]
     fn push_ascii(&mut self, i: Origin, u: u32) {
-        let c = char::from(self.table[u as usize] as u8);
+        let c = char::from((u as u8).to_ascii_lowercase());
         if self.last_cjk || self.pending_len > 0 {
             self.feed(i, c);
         } else {
@@ -386,18 +386,14 @@ impl<S: Sink> Stream<'_, S> {
     #[inline(always)]
     fn push(&mut self, i: Origin, u: u32) {
         let folded = self.table.get(u as usize).copied().unwrap_or(SLOW);
-        match folded {
-            DROP => {}
-            SLOW => {
-                if let Some(c) = char::from_u32(u) {
-                    self.push_slow(i, c);
-                }
+        if folded < DROP {
+            // A char (the table never stores a surrogate).
+            if let Some(c) = char::from_u32(u32::from(folded)) {
+                self.feed(i, c);
             }
-            // Every other slot holds a char (the table never stores a surrogate).
-            f => {
-                if let Some(c) = char::from_u32(u32::from(f)) {
-                    self.feed(i, c);
-                }
+        } else if folded == SLOW {
+            if let Some(c) = char::from_u32(u) {
+                self.push_slow(i, c);
             }
         }
     }

@@ -214,8 +214,35 @@ struct Occ {
     bend: u32,
 }
 
+/// Buffers that matching needs for every item, kept per thread between items: allocating
+/// them afresh cost as much as evaluating the rules.
+#[derive(Default)]
+struct Scratch {
+    ring: Vec<Origin>,
+    occ: Occurrences,
+    /// (department, exclusion?, word, its occurrences outside the author field as a run of
+    /// `occ.keys`).
+    uses: Vec<(u32, bool, u32, u32, u32)>,
+    /// (department, rule) to evaluate.
+    candidates: Vec<(u32, u32)>,
+}
+
+impl Scratch {
+    /// Lets go of what one exceptional item grew, so a thread does not keep it for good.
+    fn trim(&mut self) {
+        const KEEP: usize = 4096;
+        if self.occ.all.capacity() > KEEP || self.uses.capacity() > KEEP {
+            *self = Scratch::default();
+        }
+    }
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::default();
+}
+
 /// A term as written, found at an occurrence (index into [`Occurrences::all`]).
-type TermRef = (u32, Arc<str>);
+type TermRef<'m> = (u32, &'m Arc<str>);
 
 /// Occurrences of patterns in one item, and a small hash table from pattern to its
 /// occurrences: rules ask "is this term present, in this field?" many times per item.
@@ -345,7 +372,7 @@ impl Occurrences {
     }
 
     /// Puts (occurrence, term) pairs in text order, once each.
-    fn order(&self, refs: &mut Vec<TermRef>) {
+    fn order(&self, refs: &mut Vec<TermRef<'_>>) {
         refs.sort_unstable_by(|a, b| {
             let (x, y) = (&self.all[a.0 as usize], &self.all[b.0 as usize]);
             (x.field, x.start, x.end, a.0)
@@ -611,19 +638,40 @@ impl Matcher {
     }
 
     fn run(&self, s: &Subject<'_>, explain_misses: bool) -> Outcome {
+        SCRATCH.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut scratch) => {
+                let out = self.run_in(&mut scratch, s, explain_misses);
+                scratch.trim();
+                out
+            }
+            // Not reached (matching does not call itself), but never a panic.
+            Err(_) => self.run_in(&mut Scratch::default(), s, explain_misses),
+        })
+    }
+
+    fn run_in(&self, scratch: &mut Scratch, s: &Subject<'_>, explain_misses: bool) -> Outcome {
         let Some(scanner) = &self.scanner else {
             return Outcome::default();
         };
-        let mut occ = Occurrences::default();
+        let Scratch {
+            ring,
+            occ,
+            uses,
+            candidates,
+        } = scratch;
+        occ.all.clear();
+        uses.clear();
+        candidates.clear();
         let fields = [
             (Field::Title, s.title),
             (Field::Text, s.text),
             (Field::Author, s.author.unwrap_or("")),
         ];
-        let mut ring = vec![Origin::default(); scanner.ring_mask as usize + 1];
+        ring.clear();
+        ring.resize(scanner.ring_mask as usize + 1, Origin::default());
         for (field, original) in fields {
             if !original.is_empty() {
-                scanner.scan(field, original, &mut ring, &mut occ.all);
+                scanner.scan(field, original, ring, &mut occ.all);
             }
         }
         // Most rule sets name no source: then the item's source id is not even normalised.
@@ -640,8 +688,7 @@ impl Matcher {
 
         // Keyword and exclusion uses per pattern, as plain numbers: (department, exclusion?,
         // word, its occurrences outside the author field as a run of `occ.keys`).
-        let mut uses: Vec<(u32, bool, u32, u32, u32)> = Vec::new();
-        let mut candidates: Vec<(u32, u32)> = self.always.clone();
+        candidates.extend_from_slice(&self.always);
         candidates.extend(by_source.into_iter().flatten().copied());
         let mut k = 0;
         while k < occ.keys.len() {
@@ -668,9 +715,9 @@ impl Matcher {
         candidates.sort_unstable();
         candidates.dedup();
         // Matched rules (with the occurrences of their terms) and near misses, by department.
-        let mut rule_hits: Vec<(u32, RuleMatch, Vec<TermRef>)> = Vec::new();
+        let mut rule_hits: Vec<(u32, RuleMatch, Vec<TermRef<'_>>)> = Vec::new();
         let mut misses: Vec<(u32, Arc<str>, String)> = Vec::new();
-        for (d, r) in candidates {
+        for &(d, r) in candidates.iter() {
             let rule = &self.departments[d as usize].rules[r as usize];
             if eval(&rule.expr, &occ, None, &source_norm) {
                 let mut refs = Vec::new();
@@ -716,7 +763,7 @@ impl Matcher {
             let from = uses.partition_point(|u| u.0 < d);
             let mine = &uses[from..from + uses[from..].iter().take_while(|u| u.0 == d).count()];
             let mut rules = Vec::new();
-            let mut refs: Vec<TermRef> = Vec::new();
+            let mut refs: Vec<TermRef<'_>> = Vec::new();
             while let Some((_, m, r)) = rule_hits.next_if(|(rd, _, _)| *rd == d) {
                 rules.push(m);
                 refs.extend(r);
@@ -727,11 +774,11 @@ impl Matcher {
                     let word = &list[u.2 as usize];
                     keys[u.3 as usize..u.4 as usize]
                         .iter()
-                        .map(move |k| ((k & 0xffff_ffff) as u32, word.clone()))
+                        .map(move |k| ((k & 0xffff_ffff) as u32, word))
                 })
             };
             if mine.iter().any(|u| u.1) {
-                let mut vetoes: Vec<TermRef> = words(true).collect();
+                let mut vetoes: Vec<TermRef<'_>> = words(true).collect();
                 occ.order(&mut vetoes);
                 let hits = vetoes.iter().map(|(k, t)| occ.hit(*k, t)).collect();
                 out.vetoed.push((dept.id.to_string(), hits));
@@ -970,12 +1017,12 @@ fn eval(e: &CExpr, occ: &Occurrences, scope: Option<Scope>, source: &str) -> boo
 }
 
 /// The terms that satisfied a matched rule (present, not under a NOT, in branches that hold).
-fn collect_terms(
-    e: &CExpr,
+fn collect_terms<'m>(
+    e: &'m CExpr,
     occ: &Occurrences,
     scope: Option<Scope>,
     source: &str,
-    out: &mut Vec<TermRef>,
+    out: &mut Vec<TermRef<'m>>,
 ) {
     match e {
         CExpr::Terms(ts) => {
@@ -986,7 +1033,7 @@ fn collect_terms(
             for (p, written, _) in ts {
                 for k in occ.range(*p) {
                     if allowed(occ.all[k].field, scope) {
-                        out.push((k as u32, written.clone()));
+                        out.push((k as u32, written));
                     }
                 }
             }
@@ -1047,7 +1094,7 @@ fn explain(
                 let mut present = Vec::new();
                 collect_terms(x, occ, scope, source, &mut present);
                 occ.order(&mut present);
-                let mut words: Vec<&str> = present.iter().map(|(_, t)| &**t).collect();
+                let mut words: Vec<&str> = present.iter().map(|(_, t)| &***t).collect();
                 words.dedup();
                 why.push(format!("vetoed by NOT ({})", words.join(", ")));
             }
