@@ -232,7 +232,11 @@ impl Scratch {
     fn trim(&mut self) {
         const KEEP: usize = 4096;
         if self.occ.all.capacity() > KEEP || self.uses.capacity() > KEEP {
-            *self = Scratch::default();
+            self.occ.reset(0);
+            self.occ.all = Vec::new();
+            self.occ.keys = Vec::new();
+            self.uses = Vec::new();
+            self.candidates = Vec::new();
         }
     }
 }
@@ -244,34 +248,19 @@ thread_local! {
 /// A term as written, found at an occurrence (index into [`Occurrences::all`]).
 type TermRef<'m> = (u32, &'m Arc<str>);
 
-/// Occurrences of patterns in one item, and a small hash table from pattern to its
-/// occurrences: rules ask "is this term present, in this field?" many times per item.
+/// Occurrences of patterns in one item, indexed for rules that ask "is this term present,
+/// in this field?" many times per item.
 #[derive(Default)]
 struct Occurrences {
     /// In scan order: by field (title, text, author), then by where they end.
     all: Vec<Occ>,
     /// `pattern << 32 | index into all`, sorted: each pattern's occurrences together.
     keys: Vec<u64>,
-    /// Open addressing, a power of two long; empty slots have pattern `u32::MAX`.
-    table: Vec<Slot>,
+    /// Per pattern of the automaton, a bit per [`Field`] it occurs in this item: one load
+    /// answers `has`. Only the entries of this item's patterns are ever non-zero; they are
+    /// cleared before the next item is indexed.
+    fields: Vec<u8>,
 }
-
-#[derive(Debug, Clone, Copy)]
-struct Slot {
-    pattern: u32,
-    /// Where the pattern's run starts in `keys`, and its length.
-    first: u32,
-    len: u32,
-    /// Bit per [`Field`] the pattern occurs in.
-    fields: u8,
-}
-
-const EMPTY: Slot = Slot {
-    pattern: u32::MAX,
-    first: 0,
-    len: 0,
-    fields: 0,
-};
 
 fn field_bit(f: Field) -> u8 {
     1 << f as u8
@@ -289,9 +278,22 @@ fn scope_bits(scope: Option<Scope>) -> u8 {
 }
 
 impl Occurrences {
+    /// Forgets the previous item: its occurrences and their presence bits.
+    fn reset(&mut self, patterns: usize) {
+        for o in &self.all {
+            if let Some(f) = self.fields.get_mut(o.pattern as usize) {
+                *f = 0;
+            }
+        }
+        self.all.clear();
+        self.keys.clear();
+        if self.fields.len() < patterns {
+            self.fields.resize(patterns, 0);
+        }
+    }
+
     /// Indexes `all` by pattern, once the scan is done.
     fn index(&mut self) {
-        self.keys.clear();
         self.keys.extend(
             self.all
                 .iter()
@@ -299,57 +301,20 @@ impl Occurrences {
                 .map(|(i, o)| (u64::from(o.pattern) << 32) | i as u64),
         );
         self.keys.sort_unstable();
-        let size = (self.keys.len() * 2).next_power_of_two().max(8);
-        self.table.clear();
-        self.table.resize(size, EMPTY);
-        let mut k = 0;
-        while k < self.keys.len() {
-            let p = (self.keys[k] >> 32) as u32;
-            let mut slot = Slot {
-                pattern: p,
-                first: k as u32,
-                len: 0,
-                fields: 0,
-            };
-            while k < self.keys.len() && (self.keys[k] >> 32) as u32 == p {
-                slot.fields |= field_bit(self.all[(self.keys[k] & 0xffff_ffff) as usize].field);
-                slot.len += 1;
-                k += 1;
+        for o in &self.all {
+            if let Some(f) = self.fields.get_mut(o.pattern as usize) {
+                *f |= field_bit(o.field);
             }
-            let mask = size - 1;
-            let mut h = Self::hash(p) & mask;
-            while self.table[h].pattern != u32::MAX {
-                h = (h + 1) & mask;
-            }
-            self.table[h] = slot;
-        }
-    }
-
-    fn hash(p: u32) -> usize {
-        (p.wrapping_mul(0x9e37_79b1) >> 7) as usize
-    }
-
-    fn slot(&self, p: u32) -> Option<&Slot> {
-        let mask = self.table.len().checked_sub(1)?;
-        let mut h = Self::hash(p) & mask;
-        loop {
-            let slot = &self.table[h];
-            if slot.pattern == p {
-                return Some(slot);
-            }
-            if slot.pattern == u32::MAX {
-                return None;
-            }
-            h = (h + 1) & mask;
         }
     }
 
     /// Indices into `all` of pattern `p`'s occurrences, in scan order.
     fn range(&self, p: u32) -> impl Iterator<Item = usize> + '_ {
-        let run = self.slot(p).map_or(&[][..], |s| {
-            &self.keys[s.first as usize..(s.first + s.len) as usize]
-        });
-        run.iter().map(|k| (k & 0xffff_ffff) as usize)
+        let from = self.keys.partition_point(|k| ((k >> 32) as u32) < p);
+        self.keys[from..]
+            .iter()
+            .take_while(move |k| (*k >> 32) as u32 == p)
+            .map(|k| (k & 0xffff_ffff) as usize)
     }
 
     fn of(&self, p: u32) -> impl Iterator<Item = Occ> + '_ {
@@ -357,8 +322,9 @@ impl Occurrences {
     }
 
     fn has(&self, p: u32, scope: Option<Scope>) -> bool {
-        self.slot(p)
-            .is_some_and(|s| s.fields & scope_bits(scope) != 0)
+        self.fields
+            .get(p as usize)
+            .is_some_and(|f| f & scope_bits(scope) != 0)
     }
 
     fn hit(&self, k: u32, keyword: &Arc<str>) -> Hit {
@@ -659,7 +625,7 @@ impl Matcher {
             uses,
             candidates,
         } = scratch;
-        occ.all.clear();
+        occ.reset(scanner.pattern_chars.len());
         uses.clear();
         candidates.clear();
         let fields = [

@@ -452,3 +452,23 @@ fn streaming_scan_agrees_with_searching_the_written_out_form() {
         }
     }
 }
+
+/// Buffers are reused between items and between matchers on one thread: nothing found in
+/// one item may count for the next, whichever matcher runs it.
+#[test]
+fn nothing_carries_over_between_items_or_matchers() {
+    let big = Matcher::new(&[with_rules("r", &["城管 & 打人", "NEAR/2(暴雨, 内涝)"])]).unwrap();
+    let small = Matcher::new(&[dept("k", &["打人"], &[])]).unwrap();
+    assert_eq!(big.match_item("城管打人", "").matched.len(), 1);
+    assert!(big.match_item("有人打人", "").matched.is_empty());
+    assert_eq!(small.match_item("城管打人", "暴雨内涝").matched.len(), 1);
+    assert!(big.match_item("城管", "").matched.is_empty());
+    assert!(big.match_item("", "内涝").matched.is_empty());
+    assert_eq!(
+        big.match_item("", "暴雨后内涝").matched[0].rules[0]
+            .id
+            .as_ref(),
+        "r#2"
+    );
+    assert!(small.match_item("城管", "").matched.is_empty());
+}
