@@ -343,7 +343,7 @@ impl Occurrences {
             let (x, y) = (&self.all[a.0 as usize], &self.all[b.0 as usize]);
             (x.field, x.start, x.end, a.0)
                 .cmp(&(y.field, y.start, y.end, b.0))
-                .then_with(|| a.1.cmp(&b.1))
+                .then_with(|| a.1.cmp(b.1))
         });
         refs.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
     }
@@ -685,9 +685,9 @@ impl Matcher {
         let mut misses: Vec<(u32, Arc<str>, String)> = Vec::new();
         for &(d, r) in candidates.iter() {
             let rule = &self.departments[d as usize].rules[r as usize];
-            if eval(&rule.expr, &occ, None, &source_norm) {
+            if eval(&rule.expr, occ, None, &source_norm) {
                 let mut refs = Vec::new();
-                collect_terms(&rule.expr, &occ, None, &source_norm, &mut refs);
+                collect_terms(&rule.expr, occ, None, &source_norm, &mut refs);
                 occ.order(&mut refs);
                 let terms = refs.iter().map(|(k, t)| occ.hit(*k, t)).collect();
                 let m = RuleMatch {
@@ -698,7 +698,7 @@ impl Matcher {
                 rule_hits.push((d, m, refs));
             } else if explain_misses && !rule.matches_empty {
                 let mut why = Vec::new();
-                explain(&rule.expr, &occ, None, &source_norm, &mut why);
+                explain(&rule.expr, occ, None, &source_norm, &mut why);
                 let note = if why.is_empty() {
                     "some terms present, not all the rule needs".to_string()
                 } else {
