@@ -324,7 +324,7 @@ fn rule_scaling(budget: Duration, corpus: &[String]) {
         Some(n) => vec![n],
         None => vec![20, 50, 200],
     };
-    for n in sizes {
+    for &n in &sizes {
         let per = TERMS / n;
         let depts: Vec<Department> = (0..n)
             .map(|d| {
@@ -373,16 +373,9 @@ fn rule_scaling(budget: Duration, corpus: &[String]) {
                 )
             })
             .collect();
-        let mut found = 0usize;
-        let (rn, rt) = run_for(budget, |_| {
-            for (a, b) in &normalized {
-                found += matcher.raw_scan(a) + matcher.raw_scan(b);
-            }
-        });
-        let raw = (rn * bytes) as f64 / rt.as_secs_f64() / 1e6;
-        // The normaliser alone (NFKC, case, traditional→simplified, separators), streamed as matching streams it:
-        // the other half of the per-byte cost the bare automaton does not pay.
-        if n == 20 {
+        // The normaliser alone (NFKC, case, traditional→simplified, separators), streamed as
+        // matching streams it: the per-byte cost the bare automaton does not pay.
+        if n == sizes[0] {
             let (nn, nt) = run_for(budget, |_| {
                 for (a, b) in &items {
                     let mut sink = 0u32;
@@ -396,43 +389,62 @@ fn rule_scaling(budget: Duration, corpus: &[String]) {
                 (nn * bytes) as f64 / nt.as_secs_f64() / 1e6
             );
         }
-        let mut occurrences = 0usize;
-        let (sn, st) = run_for(budget, |_| {
-            for (a, b) in &items {
-                occurrences += matcher.scan_only(&Subject {
-                    title: a,
-                    text: b,
-                    author: None,
-                    source: "bench",
-                });
+        fn subject<'a>(title: &'a str, text: &'a str) -> Subject<'a> {
+            Subject {
+                title,
+                text,
+                author: None,
+                source: "bench",
             }
-        });
-        let scan = (sn * bytes) as f64 / st.as_secs_f64() / 1e6;
-        std::hint::black_box(occurrences);
-        let mut matched = 0usize;
-        let (mn, mt) = run_for(budget, |_| {
-            for (a, b) in &items {
-                matched += matcher
-                    .match_subject(&Subject {
-                        title: a,
-                        text: b,
-                        author: None,
-                        source: "bench",
-                    })
-                    .matched
-                    .len();
-            }
-        });
-        let full = (mn * bytes) as f64 / mt.as_secs_f64() / 1e6;
+        }
+        // Short rounds of the three measurements, interleaved, so that a change in the
+        // machine's speed during the run (frequency, neighbours) hits all three alike; the
+        // figures are medians over the rounds.
+        const ROUNDS: usize = 7;
+        let slice = budget / ROUNDS as u32;
+        let (mut raws, mut scans, mut fulls, mut ratios) = (vec![], vec![], vec![], vec![]);
+        let (mut found, mut matched, mut passes) = (0usize, 0usize, 0usize);
+        for _ in 0..ROUNDS {
+            let mut round_found = 0;
+            let (rn, rt) = run_for(slice, |_| {
+                for (a, b) in &normalized {
+                    round_found += matcher.raw_scan(a) + matcher.raw_scan(b);
+                }
+            });
+            found = round_found / rn.max(1);
+            let (sn, st) = run_for(slice, |_| {
+                for (a, b) in &items {
+                    std::hint::black_box(matcher.scan_only(&subject(a, b)));
+                }
+            });
+            let (mn, mt) = run_for(slice, |_| {
+                for (a, b) in &items {
+                    matched += matcher.match_subject(&subject(a, b)).matched.len();
+                }
+            });
+            let rate = |n: usize, t: Duration| (n * bytes) as f64 / t.as_secs_f64() / 1e6;
+            raws.push(rate(rn, rt));
+            scans.push(rate(sn, st));
+            fulls.push(rate(mn, mt));
+            ratios.push((rate(mn, mt) / rate(rn, rt), rate(sn, st) / rate(rn, rt)));
+            passes += mn;
+        }
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let (raw, scan, full) = (median(&mut raws), median(&mut scans), median(&mut fulls));
+        let mut full_ratio: Vec<f64> = ratios.iter().map(|r| r.0).collect();
+        let mut scan_ratio: Vec<f64> = ratios.iter().map(|r| r.1).collect();
         println!(
             "rules, {n:>3} departments, {} patterns: {full:>7.1} MB/s matched  vs {raw:>7.1} MB/s bare automaton ({:.2}×); normalise+scan alone {scan:.1} MB/s ({:.2}×); per pass of {} items, {} KiB: {} automaton matches, {} department matches",
             matcher.pattern_count(),
-            full / raw,
-            scan / raw,
+            median(&mut full_ratio),
+            median(&mut scan_ratio),
             items.len(),
             bytes / 1024,
-            found / rn.max(1),
-            matched / mn.max(1)
+            found,
+            matched / passes.max(1)
         );
     }
 }

@@ -339,13 +339,29 @@ impl Occurrences {
 
     /// Puts (occurrence, term) pairs in text order, once each.
     fn order(&self, refs: &mut Vec<TermRef<'_>>) {
-        refs.sort_unstable_by(|a, b| {
+        self.order_from(refs, 0);
+    }
+
+    /// [`Occurrences::order`] for the pairs from `from` on.
+    fn order_from(&self, refs: &mut Vec<TermRef<'_>>, from: usize) {
+        let Some(tail) = refs.get_mut(from..).filter(|t| t.len() > 1) else {
+            return;
+        };
+        tail.sort_unstable_by(|a, b| {
             let (x, y) = (&self.all[a.0 as usize], &self.all[b.0 as usize]);
             (x.field, x.start, x.end, a.0)
                 .cmp(&(y.field, y.start, y.end, b.0))
                 .then_with(|| a.1.cmp(b.1))
         });
-        refs.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
+        let mut kept = from + 1;
+        for k in from + 1..refs.len() {
+            let (prev, this) = (refs[kept - 1], refs[k]);
+            if prev.0 != this.0 || prev.1 != this.1 {
+                refs[kept] = this;
+                kept += 1;
+            }
+        }
+        refs.truncate(kept);
     }
 }
 
@@ -680,22 +696,27 @@ impl Matcher {
         }
         candidates.sort_unstable();
         candidates.dedup();
-        // Matched rules (with the occurrences of their terms) and near misses, by department.
-        let mut rule_hits: Vec<(u32, RuleMatch, Vec<TermRef<'_>>)> = Vec::new();
+        // Matched rules and near misses, by department. The occurrences of every matched
+        // rule's terms, in text order, are runs of one list.
+        let mut rule_hits: Vec<(u32, RuleMatch, std::ops::Range<usize>)> = Vec::new();
+        let mut rule_refs: Vec<TermRef<'_>> = Vec::new();
         let mut misses: Vec<(u32, Arc<str>, String)> = Vec::new();
         for &(d, r) in candidates.iter() {
             let rule = &self.departments[d as usize].rules[r as usize];
             if eval(&rule.expr, occ, None, &source_norm) {
-                let mut refs = Vec::new();
-                collect_terms(&rule.expr, occ, None, &source_norm, &mut refs);
-                occ.order(&mut refs);
-                let terms = refs.iter().map(|(k, t)| occ.hit(*k, t)).collect();
+                let from = rule_refs.len();
+                collect_terms(&rule.expr, occ, None, &source_norm, &mut rule_refs);
+                occ.order_from(&mut rule_refs, from);
+                let terms = rule_refs[from..]
+                    .iter()
+                    .map(|(k, t)| occ.hit(*k, t))
+                    .collect();
                 let m = RuleMatch {
                     id: rule.id.clone(),
                     weight: rule.weight,
                     terms,
                 };
-                rule_hits.push((d, m, refs));
+                rule_hits.push((d, m, from..rule_refs.len()));
             } else if explain_misses && !rule.matches_empty {
                 let mut why = Vec::new();
                 explain(&rule.expr, occ, None, &source_norm, &mut why);
@@ -717,22 +738,26 @@ impl Matcher {
         depts.dedup();
 
         let keys = &occ.keys;
-        let mut out = Outcome::default();
+        let mut out = Outcome {
+            matched: Vec::with_capacity(depts.len()),
+            ..Outcome::default()
+        };
         for (d, rule, note) in misses {
             let id = self.departments[d as usize].id.to_string();
             out.near_misses.push((id, rule.to_string(), note));
         }
         // rule_hits follow the candidates' order, which is by department, as `depts` is.
         let mut rule_hits = rule_hits.into_iter().peekable();
+        let mut refs: Vec<TermRef<'_>> = Vec::new();
         for d in depts {
             let dept = &self.departments[d as usize];
             let from = uses.partition_point(|u| u.0 < d);
             let mine = &uses[from..from + uses[from..].iter().take_while(|u| u.0 == d).count()];
             let mut rules = Vec::new();
-            let mut refs: Vec<TermRef<'_>> = Vec::new();
+            refs.clear();
             while let Some((_, m, r)) = rule_hits.next_if(|(rd, _, _)| *rd == d) {
                 rules.push(m);
-                refs.extend(r);
+                refs.extend_from_slice(&rule_refs[r]);
             }
             let words = |excl: bool| {
                 mine.iter().filter(move |u| u.1 == excl).flat_map(move |u| {
@@ -750,12 +775,18 @@ impl Matcher {
                 out.vetoed.push((dept.id.to_string(), hits));
                 continue;
             }
+            let by_rules = refs.len();
             refs.extend(words(false));
             if refs.is_empty() && rules.is_empty() {
                 continue;
             }
-            occ.order(&mut refs);
-            let hits: Vec<Hit> = refs.iter().map(|(k, t)| occ.hit(*k, t)).collect();
+            // One rule alone: its terms are in order already.
+            let hits: Vec<Hit> = if rules.len() == 1 && refs.len() == by_rules {
+                rules[0].terms.clone()
+            } else {
+                occ.order(&mut refs);
+                refs.iter().map(|(k, t)| occ.hit(*k, t)).collect()
+            };
             let cut = refs
                 .iter()
                 .map(|(k, _)| occ.all[*k as usize])
