@@ -218,7 +218,7 @@ struct Occ {
 /// them afresh cost as much as evaluating the rules.
 #[derive(Default)]
 struct Scratch {
-    ring: Vec<Origin>,
+    ring: Vec<Start>,
     occ: Occurrences,
     /// (department, exclusion?, word, its occurrences outside the author field as a run of
     /// `occ.keys`).
@@ -590,7 +590,7 @@ impl Matcher {
         let Some(scanner) = &self.scanner else {
             return 0;
         };
-        let mut ring = vec![Origin::default(); scanner.ring_mask as usize + 1];
+        let mut ring = vec![Start::default(); scanner.ring_mask as usize + 1];
         let mut all = Vec::new();
         for (field, original) in [(Field::Title, s.title), (Field::Text, s.text)] {
             scanner.scan(field, original, &mut ring, &mut all);
@@ -650,7 +650,7 @@ impl Matcher {
             (Field::Author, s.author.unwrap_or("")),
         ];
         ring.clear();
-        ring.resize(scanner.ring_mask as usize + 1, Origin::default());
+        ring.resize(scanner.ring_mask as usize + 1, Start::default());
         for (field, original) in fields {
             if !original.is_empty() {
                 scanner.scan(field, original, ring, &mut occ.all);
@@ -840,7 +840,7 @@ impl Scanner {
     }
 
     /// Appends every pattern occurrence in `original` (one field) to `out`.
-    fn scan(&self, field: Field, original: &str, ring: &mut [Origin], out: &mut Vec<Occ>) {
+    fn scan(&self, field: Field, original: &str, ring: &mut [Start], out: &mut Vec<Occ>) {
         let Ok(sid) = self.nfa.start_state(Anchored::No) else {
             return;
         };
@@ -856,6 +856,14 @@ impl Scanner {
     }
 }
 
+/// Where a normalised character's original starts: what a match needs of its first
+/// character (the last one is at hand when the match is found).
+#[derive(Debug, Clone, Copy, Default)]
+struct Start {
+    char: u32,
+    byte: u32,
+}
+
 /// One field's scan in progress: the automaton state and the origins of the last normalised
 /// characters.
 struct Step<'a> {
@@ -864,7 +872,7 @@ struct Step<'a> {
     sid: aho_corasick::automaton::StateID,
     /// Normalised characters so far.
     n: u32,
-    ring: &'a mut [Origin],
+    ring: &'a mut [Start],
     out: &'a mut Vec<Occ>,
 }
 
@@ -872,7 +880,10 @@ impl crate::text::Sink for Step<'_> {
     #[inline(always)]
     fn put(&mut self, origin: Origin, c: char) {
         let sc = self.scanner;
-        self.ring[(self.n & sc.ring_mask) as usize] = origin;
+        self.ring[(self.n & sc.ring_mask) as usize] = Start {
+            char: origin.char,
+            byte: origin.byte,
+        };
         let nfa = &sc.nfa;
         let u = c as u32;
         // The character's UTF-8 bytes, stepped without writing them out. Patterns are whole
