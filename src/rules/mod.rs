@@ -440,11 +440,27 @@ impl Builder {
                     .map(|x| self.compile(x, lists, at, names, scope))
                     .collect::<Result<_, _>>()?,
             ),
-            Expr::Or(xs) => CExpr::Or(
-                xs.iter()
+            Expr::Or(xs) => {
+                let parts: Vec<CExpr> = xs
+                    .iter()
                     .map(|x| self.compile(x, lists, at, names, scope))
-                    .collect::<Result<_, _>>()?,
-            ),
+                    .collect::<Result<_, _>>()?;
+                // An OR of plain terms is one set of terms: evaluated without recursion, and
+                // what it contributes to a match (the terms present) is the same.
+                if parts.iter().all(|p| matches!(p, CExpr::Terms(_))) {
+                    CExpr::Terms(
+                        parts
+                            .into_iter()
+                            .flat_map(|p| match p {
+                                CExpr::Terms(ts) => ts,
+                                _ => Vec::new(),
+                            })
+                            .collect(),
+                    )
+                } else {
+                    CExpr::Or(parts)
+                }
+            }
             Expr::Near {
                 distance,
                 ordered,
