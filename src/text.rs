@@ -137,6 +137,7 @@ pub fn fold_whitespace(s: &str) -> String {
     out
 }
 
+#[inline(always)]
 fn is_zero_width(c: char) -> bool {
     matches!(
         c,
@@ -144,6 +145,7 @@ fn is_zero_width(c: char) -> bool {
     )
 }
 
+#[inline(always)]
 fn is_cjk(c: char) -> bool {
     ('\u{4e00}'..='\u{9fff}').contains(&c) || ('\u{3400}'..='\u{4dbf}').contains(&c)
 }
@@ -174,9 +176,23 @@ fn is_dodge_separator(c: char) -> bool {
             | (1 << b'#');
         return MASK & (1u128 << (c as u32)) != 0;
     }
-    is_dodge_separator_slow(c)
+    // Unicode's other white space, and the middle dots.
+    matches!(
+        c,
+        '\u{85}' | '\u{a0}' | '·' | '\u{1680}' | '\u{2000}'
+            ..='\u{200a}'
+                | '•'
+                | '\u{2028}'
+                | '\u{2029}'
+                | '\u{202f}'
+                | '\u{205f}'
+                | '\u{3000}'
+                | '・'
+    )
 }
 
+/// The definition [`is_dodge_separator`] is a fast form of.
+#[cfg(test)]
 fn is_dodge_separator_slow(c: char) -> bool {
     c.is_whitespace()
         || matches!(
@@ -592,10 +608,15 @@ mod tests {
     }
 
     #[test]
-    fn the_ascii_separator_mask_is_the_separator_list() {
-        for u in 0u8..128 {
-            let c = u as char;
-            assert_eq!(is_dodge_separator(c), is_dodge_separator_slow(c), "{u}");
+    fn the_fast_separator_test_is_the_separator_list() {
+        for u in 0u32..0x11_0000 {
+            if let Some(c) = char::from_u32(u) {
+                assert_eq!(
+                    is_dodge_separator(c),
+                    is_dodge_separator_slow(c),
+                    "U+{u:04X}"
+                );
+            }
         }
     }
 
