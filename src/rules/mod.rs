@@ -1,7 +1,8 @@
 //! Owns matching: every department's keywords, exclusions and rule expressions compiled into
-//! one Aho-Corasick automaton. An item is scanned once; only the rules whose terms occurred
-//! (plus the few that can match on no term at all) are evaluated, so the cost of an item
-//! does not grow with the number of departments beyond evaluating their expressions.
+//! one Aho-Corasick automaton. An item is scanned once, the normaliser feeding the automaton
+//! directly; only the rules whose terms occurred (plus the few that can match on no term at
+//! all) are evaluated, so the cost of an item does not grow with the number of departments
+//! beyond evaluating their expressions.
 
 pub mod expr;
 
