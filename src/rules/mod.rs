@@ -226,6 +226,8 @@ struct Scratch {
     uses: Vec<(u32, bool, u32, u32, u32)>,
     /// (department, rule) to evaluate.
     candidates: Vec<(u32, u32)>,
+    /// Departments with a keyword or rule match.
+    depts: Vec<u32>,
 }
 
 impl Scratch {
@@ -657,6 +659,7 @@ impl Matcher {
             occ,
             uses,
             candidates,
+            depts,
         } = scratch;
         occ.reset(scanner.pattern_chars.len());
         uses.clear();
@@ -679,7 +682,11 @@ impl Matcher {
         } else {
             crate::text::normalize_pattern(s.source)
         };
-        let by_source = self.source_uses.get(&source_norm);
+        let by_source = if self.source_uses.is_empty() {
+            None
+        } else {
+            self.source_uses.get(&source_norm)
+        };
         if occ.all.is_empty() && self.always.is_empty() && by_source.is_none() {
             return Outcome::default();
         }
@@ -746,11 +753,12 @@ impl Matcher {
             }
         }
         uses.sort_unstable();
-        let mut depts: Vec<u32> = uses
-            .iter()
-            .map(|u| u.0)
-            .chain(rule_hits.iter().map(|r| r.0))
-            .collect();
+        depts.clear();
+        depts.extend(
+            uses.iter()
+                .map(|u| u.0)
+                .chain(rule_hits.iter().map(|r| r.0)),
+        );
         depts.sort_unstable();
         depts.dedup();
 
@@ -766,7 +774,7 @@ impl Matcher {
         // rule_hits follow the candidates' order, which is by department, as `depts` is.
         let mut rule_hits = rule_hits.into_iter().peekable();
         let mut refs: Vec<TermRef<'_>> = Vec::new();
-        for d in depts {
+        for &d in depts.iter() {
             let dept = &self.departments[d as usize];
             let from = uses.partition_point(|u| u.0 < d);
             let mine = &uses[from..from + uses[from..].iter().take_while(|u| u.0 == d).count()];
