@@ -812,7 +812,12 @@ async fn try_source(cfg: Config, id: String, json: bool) -> ExitCode {
             let obj = serde_json::json!({
                 "item": item,
                 "fields": fields,
-                "matches": outcome.matched,
+                "matches": outcome.matched.iter().map(|m| serde_json::json!({
+                    "department": m.department,
+                    "hits": m.hits,
+                    "rules": m.rules,
+                    "snippet": m.snippet(&item.title, &item.text),
+                })).collect::<Vec<_>>(),
                 "vetoed": outcome.vetoed.iter().map(|(d, h)| serde_json::json!({"department": d, "excluded_by": h})).collect::<Vec<_>>(),
             });
             println!("{obj}");

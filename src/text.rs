@@ -145,9 +145,13 @@ fn is_zero_width(c: char) -> bool {
     )
 }
 
+/// A Chinese character: the unified ideographs, extension A, and the supplementary planes'
+/// extensions (where OpenCC puts the simplified form of some 600 traditional characters).
 #[inline(always)]
 fn is_cjk(c: char) -> bool {
-    ('\u{4e00}'..='\u{9fff}').contains(&c) || ('\u{3400}'..='\u{4dbf}').contains(&c)
+    ('\u{4e00}'..='\u{9fff}').contains(&c)
+        || ('\u{3400}'..='\u{4dbf}').contains(&c)
+        || ('\u{20000}'..='\u{3ffff}').contains(&c)
 }
 
 /// Characters slipped between Chinese characters to dodge filters (城-管, 城 管, 城/管).
@@ -417,11 +421,8 @@ impl<S: Sink> Stream<'_, S> {
     /// Expansions (㈱ → (株)) and characters beyond the BMP.
     #[cold]
     fn push_slow(&mut self, i: Origin, c: char) {
-        let mut out: Vec<char> = Vec::new();
-        fold_slow(c, self.t2s, &mut |o| out.push(o));
-        for o in out {
-            self.feed(i, o);
-        }
+        let t2s = self.t2s;
+        fold_slow(c, t2s, &mut |o| self.feed(i, o));
     }
 }
 
@@ -673,6 +674,10 @@ mod tests {
         for dodge in ["城-管", "城 管", "城/管", "城　管", "城 - 管", "城.管"] {
             assert_eq!(normalize_for_match(dodge), "城管", "{dodge}");
         }
+        // 勣 simplifies to a character beyond the BMP; it is still Chinese.
+        let simplified = normalize_for_match("勣");
+        assert_eq!(normalize_for_match("城-勣"), format!("城{simplified}"));
+        assert_eq!(normalize_for_match("勣 管"), format!("{simplified}管"));
         // Clauses stay apart, and Latin words keep their spaces.
         assert_eq!(normalize_for_match("暴雨，内涝"), "暴雨,内涝");
         assert_eq!(normalize_for_match("New York"), "new york");

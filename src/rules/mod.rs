@@ -64,7 +64,9 @@ pub struct DepartmentMatch {
     /// Keyword hits and the terms of matching rules, in text order.
     pub hits: Vec<Hit>,
     pub rules: Vec<RuleMatch>,
-    /// Where the snippet is cut: around the first hit outside the author field.
+    /// Where the snippet is cut: around the first hit outside the author field. Byte
+    /// offsets, for [`DepartmentMatch::snippet`]; not part of any output.
+    #[serde(skip)]
     pub cut: Cut,
 }
 
@@ -350,16 +352,22 @@ impl Occurrences {
         let Some(tail) = refs.get_mut(from..).filter(|t| t.len() > 1) else {
             return;
         };
+        // By position, then term: the same term found twice at one place (an expansion
+        // such as Ⅻ → xii holds "i" twice) is one hit.
+        let at = |r: &TermRef<'_>| {
+            let o = &self.all[r.0 as usize];
+            (o.field, o.start, o.end)
+        };
         tail.sort_unstable_by(|a, b| {
-            let (x, y) = (&self.all[a.0 as usize], &self.all[b.0 as usize]);
-            (x.field, x.start, x.end, a.0)
-                .cmp(&(y.field, y.start, y.end, b.0))
+            at(a)
+                .cmp(&at(b))
                 .then_with(|| a.1.cmp(b.1))
+                .then_with(|| a.0.cmp(&b.0))
         });
         let mut kept = from + 1;
         for k in from + 1..refs.len() {
             let (prev, this) = (refs[kept - 1], refs[k]);
-            if prev.0 != this.0 || prev.1 != this.1 {
+            if at(&prev) != at(&this) || prev.1 != this.1 {
                 refs[kept] = this;
                 kept += 1;
             }
@@ -651,9 +659,6 @@ impl Matcher {
     }
 
     fn run_in(&self, scratch: &mut Scratch, s: &Subject<'_>, explain_misses: bool) -> Outcome {
-        let Some(scanner) = &self.scanner else {
-            return Outcome::default();
-        };
         let Scratch {
             ring,
             occ,
@@ -661,19 +666,22 @@ impl Matcher {
             candidates,
             depts,
         } = scratch;
-        occ.reset(scanner.pattern_chars.len());
+        occ.reset(self.uses.len());
         uses.clear();
         candidates.clear();
-        let fields = [
-            (Field::Title, s.title),
-            (Field::Text, s.text),
-            (Field::Author, s.author.unwrap_or("")),
-        ];
-        ring.clear();
-        ring.resize(scanner.ring_mask as usize + 1, Start::default());
-        for (field, original) in fields {
-            if !original.is_empty() {
-                scanner.scan(field, original, ring, &mut occ.all);
+        // No scanner when no term is scanned for: rules on `source:` alone still count.
+        if let Some(scanner) = &self.scanner {
+            let fields = [
+                (Field::Title, s.title),
+                (Field::Text, s.text),
+                (Field::Author, s.author.unwrap_or("")),
+            ];
+            ring.clear();
+            ring.resize(scanner.ring_mask as usize + 1, Start::default());
+            for (field, original) in fields {
+                if !original.is_empty() {
+                    scanner.scan(field, original, ring, &mut occ.all);
+                }
             }
         }
         // Most rule sets name no source: then the item's source id is not even normalised.
@@ -793,16 +801,17 @@ impl Matcher {
                         .map(move |k| ((k & 0xffff_ffff) as u32, word))
                 })
             };
+            let by_rules = refs.len();
+            refs.extend(words(false));
+            if refs.is_empty() && rules.is_empty() {
+                // Only an exclusion occurred: nothing to veto.
+                continue;
+            }
             if mine.iter().any(|u| u.1) {
                 let mut vetoes: Vec<TermRef<'_>> = words(true).collect();
                 occ.order(&mut vetoes);
                 let hits = vetoes.iter().map(|(k, t)| occ.hit(*k, t)).collect();
                 out.vetoed.push((dept.id.to_string(), hits));
-                continue;
-            }
-            let by_rules = refs.len();
-            refs.extend(words(false));
-            if refs.is_empty() && rules.is_empty() {
                 continue;
             }
             // One rule alone: its terms are in order already.
@@ -1128,6 +1137,7 @@ fn explain(
                 collect_terms(x, occ, scope, source, &mut present);
                 occ.order(&mut present);
                 let mut words: Vec<&str> = present.iter().map(|(_, t)| &***t).collect();
+                words.sort_unstable();
                 words.dedup();
                 why.push(format!("vetoed by NOT ({})", words.join(", ")));
             }

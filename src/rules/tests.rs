@@ -437,7 +437,9 @@ fn streaming_scan_agrees_with_searching_the_written_out_form() {
                 }
             }
         }
+        // One hit per term and place, though an expansion (Ⅻ → xii) holds "i" twice.
         want.sort();
+        want.dedup();
         assert_eq!(got, want, "round {round}: {text:?} with {keywords:?}");
         if let (Some(d), Some(first)) =
             (out.matched.first(), want.iter().min_by_key(|w| (w.1, w.2)))
@@ -471,4 +473,41 @@ fn nothing_carries_over_between_items_or_matchers() {
         "r#2"
     );
     assert!(small.match_item("城管", "").matched.is_empty());
+}
+
+/// A department is vetoed only when it would have matched: an exclusion word alone is
+/// nothing to report.
+#[test]
+fn an_exclusion_alone_is_not_a_veto() {
+    let m = Matcher::new(&[dept("urban", &["城管"], &["演习"])]).unwrap();
+    let out = m.match_explained(&subject("消防演习", ""));
+    assert!(out.matched.is_empty() && out.vetoed.is_empty(), "{out:?}");
+    let out = m.match_explained(&subject("城管演习", ""));
+    assert_eq!(out.vetoed.len(), 1);
+}
+
+/// Rules that name only a source scan nothing, and still match.
+#[test]
+fn source_only_rules_match_without_any_scanned_term() {
+    let m = Matcher::new(&[with_rules("gov", &["source:gov-a"])]).unwrap();
+    let s = Subject {
+        title: "通报",
+        text: "",
+        author: None,
+        source: "gov-a",
+    };
+    assert_eq!(m.match_subject(&s).matched.len(), 1);
+    let other = Subject {
+        source: "gov-b",
+        ..s
+    };
+    assert!(m.match_subject(&other).matched.is_empty());
+}
+
+/// One term found twice at one place (Ⅻ folds to "xii") is one hit.
+#[test]
+fn a_term_twice_inside_one_character_is_one_hit() {
+    let m = Matcher::new(&[dept("d", &["i"], &[])]).unwrap();
+    let out = m.match_item("Ⅻ", "");
+    assert_eq!(out.matched[0].hits.len(), 1, "{out:?}");
 }
