@@ -139,6 +139,50 @@ enum Role {
     Exclude(u32),
 }
 
+/// Per pattern, the departments using it as a keyword or exclusion and the (department, rule)
+/// pairs whose expressions mention it: two flat lists and one table of where each pattern's
+/// entries start.
+#[derive(Debug, Default)]
+struct PatternUses {
+    /// Entry p: where pattern p's entries start in `keywords` and in `rules`; entry p + 1
+    /// ends them.
+    starts: Vec<[u32; 2]>,
+    keywords: Vec<(u32, Role)>,
+    rules: Vec<(u32, u32)>,
+}
+
+impl PatternUses {
+    fn new(keywords: Vec<Vec<(u32, Role)>>, rules: Vec<Vec<(u32, u32)>>) -> PatternUses {
+        let mut out = PatternUses::default();
+        for (k, r) in keywords.into_iter().zip(rules) {
+            out.starts
+                .push([out.keywords.len() as u32, out.rules.len() as u32]);
+            out.keywords.extend(k);
+            out.rules.extend(r);
+        }
+        out.starts
+            .push([out.keywords.len() as u32, out.rules.len() as u32]);
+        out
+    }
+
+    fn patterns(&self) -> usize {
+        self.starts.len().saturating_sub(1)
+    }
+
+    fn span(&self, p: u32, which: usize) -> std::ops::Range<usize> {
+        let at = |q: usize| self.starts.get(q).map_or(0, |s| s[which] as usize);
+        at(p as usize)..at(p as usize + 1).max(at(p as usize))
+    }
+
+    fn keywords(&self, p: u32) -> &[(u32, Role)] {
+        self.keywords.get(self.span(p, 0)).unwrap_or(&[])
+    }
+
+    fn rules(&self, p: u32) -> &[(u32, u32)] {
+        self.rules.get(self.span(p, 1)).unwrap_or(&[])
+    }
+}
+
 /// A rule expression with its terms replaced by automaton pattern ids.
 #[derive(Debug, Clone)]
 enum CExpr {
@@ -190,10 +234,9 @@ pub enum BuildError {
 #[derive(Debug)]
 pub struct Matcher {
     scanner: Option<Scanner>,
-    /// For each automaton pattern: which departments use it as keyword/exclusion.
-    uses: Vec<Vec<(u32, Role)>>,
-    /// For each pattern: the (department, rule) pairs whose expressions mention it.
-    rule_uses: Vec<Vec<(u32, u32)>>,
+    /// What each automaton pattern is used by, in flat lists: the item's patterns are looked
+    /// up once each, and a list per pattern would scatter them over the heap.
+    uses: PatternUses,
     /// Rules that must be evaluated for every item.
     always: Vec<(u32, u32)>,
     /// Rules to evaluate for items of a given source (their `source:` terms).
@@ -582,8 +625,7 @@ impl Matcher {
         };
         Ok(Self {
             scanner,
-            uses: b.uses,
-            rule_uses: b.rule_uses,
+            uses: PatternUses::new(b.uses, b.rule_uses),
             source_uses: b.source_uses,
             always,
             departments: depts,
@@ -598,7 +640,7 @@ impl Matcher {
 
     /// Number of patterns in the automaton.
     pub fn pattern_count(&self) -> usize {
-        self.uses.len()
+        self.uses.patterns()
     }
 
     /// The bare automaton's overlapping scan, counting matches: the physical limit that the
@@ -666,7 +708,7 @@ impl Matcher {
             candidates,
             depts,
         } = scratch;
-        occ.reset(self.uses.len());
+        occ.reset(self.uses.patterns());
         uses.clear();
         candidates.clear();
         // No scanner when no term is scanned for: rules on `source:` alone still count.
@@ -715,7 +757,7 @@ impl Matcher {
                 .take_while(|x| occ.all[(*x & 0xffff_ffff) as usize].field != Field::Author)
                 .count();
             if outside_author > 0 {
-                for &(d, role) in &self.uses[p as usize] {
+                for &(d, role) in self.uses.keywords(p) {
                     let (excl, w) = match role {
                         Role::Keyword(w) => (false, w),
                         Role::Exclude(w) => (true, w),
@@ -723,7 +765,7 @@ impl Matcher {
                     uses.push((d, excl, w, k as u32, (k + outside_author) as u32));
                 }
             }
-            candidates.extend_from_slice(&self.rule_uses[p as usize]);
+            candidates.extend_from_slice(self.uses.rules(p));
             k += len;
         }
         candidates.sort_unstable();
