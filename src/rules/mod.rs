@@ -215,7 +215,8 @@ struct DeptRules {
     id: Arc<str>,
     keywords: Vec<Arc<str>>,
     exclude: Vec<Arc<str>>,
-    rules: Vec<CRule>,
+    /// Where this department's rules start in [`Matcher::rules`].
+    first_rule: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -242,6 +243,9 @@ pub struct Matcher {
     /// Rules to evaluate for items of a given source (their `source:` terms).
     source_uses: HashMap<String, Vec<(u32, u32)>>,
     departments: Vec<DeptRules>,
+    /// Every department's rules, one department after another: one allocation, looked up
+    /// for every candidate rule of every item.
+    rules: Vec<CRule>,
     rule_set: String,
 }
 
@@ -576,6 +580,7 @@ impl Matcher {
             source_uses: HashMap::new(),
         };
         let mut depts = Vec::new();
+        let mut all_rules: Vec<CRule> = Vec::new();
         let mut always = Vec::new();
         for (d, dept) in departments.iter().enumerate() {
             for (k, w) in dept.keywords.iter().enumerate() {
@@ -588,7 +593,7 @@ impl Matcher {
                     b.uses[p as usize].push((d as u32, Role::Exclude(k as u32)));
                 }
             }
-            let mut rules = Vec::new();
+            let first_rule = all_rules.len() as u32;
             for (r, rule) in dept.rules.iter().enumerate() {
                 let at = (d as u32, r as u32);
                 let expr = b.compile(&rule.expr, lists, at, (&dept.id, &rule.id), None)?;
@@ -596,7 +601,7 @@ impl Matcher {
                 if matches_empty {
                     always.push(at);
                 }
-                rules.push(CRule {
+                all_rules.push(CRule {
                     id: Arc::from(rule.id.as_str()),
                     weight: rule.weight,
                     expr,
@@ -611,7 +616,7 @@ impl Matcher {
                     .map(|k| Arc::from(k.as_str()))
                     .collect(),
                 exclude: dept.exclude.iter().map(|k| Arc::from(k.as_str())).collect(),
-                rules,
+                first_rule,
             });
         }
         for u in &mut b.rule_uses {
@@ -629,6 +634,7 @@ impl Matcher {
             source_uses: b.source_uses,
             always,
             departments: depts,
+            rules: all_rules,
             rule_set: rule_set_hash(departments, lists),
         })
     }
@@ -776,7 +782,7 @@ impl Matcher {
         let mut rule_refs: Vec<TermRef<'_>> = Vec::new();
         let mut misses: Vec<(u32, Arc<str>, String)> = Vec::new();
         for &(d, r) in candidates.iter() {
-            let rule = &self.departments[d as usize].rules[r as usize];
+            let rule = &self.rules[(self.departments[d as usize].first_rule + r) as usize];
             if eval(&rule.expr, occ, None, &source_norm) {
                 let from = rule_refs.len();
                 collect_terms(&rule.expr, occ, None, &source_norm, &mut rule_refs);
