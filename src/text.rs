@@ -373,11 +373,22 @@ struct Stream<'s, S: Sink> {
 }
 
 impl<S: Sink> Stream<'_, S> {
+    /// A Chinese character of the matching form: separators held before it were a dodge.
+    #[inline(always)]
+    fn put_cjk(&mut self, i: Origin, c: char) {
+        self.pending_len = 0;
+        self.sink.put(i, c);
+        self.last_cjk = true;
+    }
+
     /// One character of the matching form, from original char `i`.
     #[inline(always)]
     fn feed(&mut self, i: Origin, c: char) {
-        let cjk = is_cjk(c);
-        if !cjk && (self.last_cjk || self.pending_len > 0) && is_dodge_separator(c) {
+        if is_cjk(c) {
+            self.put_cjk(i, c);
+            return;
+        }
+        if (self.last_cjk || self.pending_len > 0) && is_dodge_separator(c) {
             if self.pending_len < self.pending.len() {
                 self.pending[self.pending_len] = (i, c);
                 self.pending_len += 1;
@@ -389,15 +400,10 @@ impl<S: Sink> Stream<'_, S> {
             self.last_cjk = false;
             return;
         }
-        if self.pending_len > 0 {
-            if cjk {
-                self.pending_len = 0;
-            } else {
-                self.flush();
-            }
-        }
+        // Separators held before anything but Chinese were not a dodge.
+        self.flush();
         self.sink.put(i, c);
-        self.last_cjk = cjk;
+        self.last_cjk = false;
     }
 
     fn flush(&mut self) {
@@ -433,11 +439,7 @@ impl<S: Sink> Stream<'_, S> {
                 .is_some_and(|w| w & (1 << (k % 64)) == 0)
         {
             if let Some(c) = char::from_u32(u) {
-                if self.pending_len > 0 {
-                    self.pending_len = 0;
-                }
-                self.sink.put(i, c);
-                self.last_cjk = true;
+                self.put_cjk(i, c);
                 return;
             }
         }
@@ -533,8 +535,9 @@ pub fn normalize_for_match(s: &str) -> String {
     out
 }
 
-/// `count` chars either side of original chars `from..to`, with ellipses where cut. Walks
-/// only as far as the snippet's end: texts can be long and many departments may match.
+/// `count` chars either side of original chars `from..to`, with ellipses where cut: the
+/// character-counting reference that [`snippet_at`] is checked against.
+#[cfg(test)]
 pub fn snippet(original: &str, from: usize, to: usize, count: usize) -> String {
     snippet_from(original, 0, 0, from, to, count)
 }
@@ -575,6 +578,7 @@ pub fn snippet_at(original: &str, from: usize, to: usize, count: usize) -> Strin
     s
 }
 
+#[cfg(test)]
 /// [`snippet`] with the walk starting at `byte`, which is the start of char `char_at`.
 fn snippet_from(
     original: &str,

@@ -662,15 +662,39 @@ impl Matcher {
     /// Normalises and scans an item's fields, counting pattern occurrences, and stops there:
     /// the benchmark's split between scanning and evaluating.
     pub fn scan_only(&self, s: &Subject<'_>) -> usize {
+        SCRATCH.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut scratch) => {
+                let Scratch { ring, occ, .. } = &mut *scratch;
+                self.scan_into(ring, occ, s);
+                occ.all.len()
+            }
+            Err(_) => {
+                let mut scratch = Scratch::default();
+                self.scan_into(&mut scratch.ring, &mut scratch.occ, s);
+                scratch.occ.all.len()
+            }
+        })
+    }
+
+    /// Forgets the previous item and scans this one's fields into `occ.all`.
+    fn scan_into(&self, ring: &mut Vec<Start>, occ: &mut Occurrences, s: &Subject<'_>) {
+        occ.reset(self.uses.patterns());
+        // No scanner when no term is scanned for: rules on `source:` alone still count.
         let Some(scanner) = &self.scanner else {
-            return 0;
+            return;
         };
-        let mut ring = vec![Start::default(); scanner.ring_mask as usize + 1];
-        let mut all = Vec::new();
-        for (field, original) in [(Field::Title, s.title), (Field::Text, s.text)] {
-            scanner.scan(field, original, &mut ring, &mut all);
+        let fields = [
+            (Field::Title, s.title),
+            (Field::Text, s.text),
+            (Field::Author, s.author.unwrap_or("")),
+        ];
+        ring.clear();
+        ring.resize(scanner.ring_mask as usize + 1, Start::default());
+        for (field, original) in fields {
+            if !original.is_empty() {
+                scanner.scan(field, original, ring, &mut occ.all);
+            }
         }
-        all.len()
     }
 
     /// Matches title and text (no author, no source).
@@ -714,24 +738,9 @@ impl Matcher {
             candidates,
             depts,
         } = scratch;
-        occ.reset(self.uses.patterns());
+        self.scan_into(ring, occ, s);
         uses.clear();
         candidates.clear();
-        // No scanner when no term is scanned for: rules on `source:` alone still count.
-        if let Some(scanner) = &self.scanner {
-            let fields = [
-                (Field::Title, s.title),
-                (Field::Text, s.text),
-                (Field::Author, s.author.unwrap_or("")),
-            ];
-            ring.clear();
-            ring.resize(scanner.ring_mask as usize + 1, Start::default());
-            for (field, original) in fields {
-                if !original.is_empty() {
-                    scanner.scan(field, original, ring, &mut occ.all);
-                }
-            }
-        }
         // Most rule sets name no source: then the item's source id is not even normalised.
         let source_norm = if self.source_uses.is_empty() {
             String::new()
@@ -1020,13 +1029,7 @@ impl Step<'_> {
 }
 
 fn allowed(field: Field, scope: Option<Scope>) -> bool {
-    match scope {
-        None => field != Field::Author,
-        Some(Scope::Title) => field == Field::Title,
-        Some(Scope::Text) => field == Field::Text,
-        Some(Scope::Author) => field == Field::Author,
-        Some(Scope::Source) => false,
-    }
+    scope_bits(scope) & field_bit(field) != 0
 }
 
 /// Normalised positions of an expression's positive terms in the allowed fields.
