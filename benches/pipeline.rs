@@ -75,6 +75,16 @@ fn departments(corpus: &[String]) -> Vec<Department> {
             words.insert(w);
         }
     }
+    spread_over_twenty(words, &mut rng, |d| vec![format!("演习{d}")])
+}
+
+/// Fills `words` up to 1,000 with random CJK words that almost never occur and deals them
+/// out to 20 departments, with the exclusions `exclude(d)`.
+fn spread_over_twenty(
+    mut words: BTreeSet<String>,
+    rng: &mut fastrand::Rng,
+    exclude: impl Fn(usize) -> Vec<String>,
+) -> Vec<Department> {
     while words.len() < 1000 {
         let len = rng.usize(2..=4);
         let w: String = (0..len)
@@ -88,7 +98,7 @@ fn departments(corpus: &[String]) -> Vec<Department> {
             id: format!("dept{d}"),
             name: format!("部门{d}"),
             keywords: words.iter().skip(d).step_by(20).cloned().collect(),
-            exclude: vec![format!("演习{d}")],
+            exclude: exclude(d),
             rules: vec![],
             webhook: url::Url::parse("http://127.0.0.1:9/hook").unwrap(),
         })
@@ -713,25 +723,8 @@ const TYPICAL: &[&str] = &[
 /// random CJK words that almost never occur.
 fn rare_departments() -> Vec<Department> {
     let mut rng = fastrand::Rng::with_seed(5);
-    let mut words: BTreeSet<String> = TYPICAL.iter().map(|s| s.to_string()).collect();
-    while words.len() < 1000 {
-        let len = rng.usize(2..=4);
-        let w: String = (0..len)
-            .filter_map(|_| char::from_u32(rng.u32(0x4e00..0x9fa5)))
-            .collect();
-        words.insert(w);
-    }
-    let words: Vec<String> = words.into_iter().collect();
-    (0..20)
-        .map(|d| Department {
-            id: format!("dept{d}"),
-            name: format!("部门{d}"),
-            keywords: words.iter().skip(d).step_by(20).cloned().collect(),
-            exclude: vec![],
-            rules: vec![],
-            webhook: url::Url::parse("http://127.0.0.1:9/hook").unwrap(),
-        })
-        .collect()
+    let words: BTreeSet<String> = TYPICAL.iter().map(|s| s.to_string()).collect();
+    spread_over_twenty(words, &mut rng, |_| vec![])
 }
 
 /// Judging at scale: `total` items, 11k a day over 90 days (1M), each placed in an event
