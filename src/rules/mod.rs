@@ -148,11 +148,11 @@ struct PatternUses {
     /// ends them.
     starts: Vec<[u32; 2]>,
     keywords: Vec<(u32, Role)>,
-    rules: Vec<(u32, u32)>,
+    rules: Vec<u32>,
 }
 
 impl PatternUses {
-    fn new(keywords: Vec<Vec<(u32, Role)>>, rules: Vec<Vec<(u32, u32)>>) -> PatternUses {
+    fn new(keywords: Vec<Vec<(u32, Role)>>, rules: Vec<Vec<u32>>) -> PatternUses {
         let mut out = PatternUses::default();
         for (k, r) in keywords.into_iter().zip(rules) {
             out.starts
@@ -178,7 +178,7 @@ impl PatternUses {
         self.keywords.get(self.span(p, 0)).unwrap_or(&[])
     }
 
-    fn rules(&self, p: u32) -> &[(u32, u32)] {
+    fn rules(&self, p: u32) -> &[u32] {
         self.rules.get(self.span(p, 1)).unwrap_or(&[])
     }
 }
@@ -186,9 +186,9 @@ impl PatternUses {
 /// A rule expression with its terms replaced by automaton pattern ids.
 #[derive(Debug, Clone)]
 enum CExpr {
-    /// Any of these patterns (one for a term, several for a list); the written terms and
-    /// their normal forms (for `source:`).
-    Terms(Vec<(u32, Arc<str>, String)>),
+    /// Any of these patterns (one for a term, several for a list); the written terms (as
+    /// [`Matcher::names`] ids) and their normal forms (for `source:`).
+    Terms(Vec<(u32, u32, String)>),
     Not(Box<CExpr>),
     And(Vec<CExpr>),
     Or(Vec<CExpr>),
@@ -203,6 +203,8 @@ enum CExpr {
 
 #[derive(Debug)]
 struct CRule {
+    /// The department's index in [`Matcher::departments`].
+    dept: u32,
     id: Arc<str>,
     weight: f64,
     expr: CExpr,
@@ -213,10 +215,9 @@ struct CRule {
 #[derive(Debug)]
 struct DeptRules {
     id: Arc<str>,
-    keywords: Vec<Arc<str>>,
-    exclude: Vec<Arc<str>>,
-    /// Where this department's rules start in [`Matcher::rules`].
-    first_rule: u32,
+    /// [`Matcher::names`] ids of the keywords and exclusions as written.
+    keywords: Vec<u32>,
+    exclude: Vec<u32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -239,13 +240,16 @@ pub struct Matcher {
     /// up once each, and a list per pattern would scatter them over the heap.
     uses: PatternUses,
     /// Rules that must be evaluated for every item.
-    always: Vec<(u32, u32)>,
+    always: Vec<u32>,
     /// Rules to evaluate for items of a given source (their `source:` terms).
-    source_uses: HashMap<String, Vec<(u32, u32)>>,
+    source_uses: HashMap<String, Vec<u32>>,
     departments: Vec<DeptRules>,
     /// Every department's rules, one department after another: one allocation, looked up
     /// for every candidate rule of every item.
     rules: Vec<CRule>,
+    /// Every keyword, exclusion and rule term as written, once each: what hits name. Matching
+    /// refers to them by index, so its per-item lists hold plain numbers.
+    names: Vec<Arc<str>>,
     rule_set: String,
 }
 
@@ -273,22 +277,42 @@ struct Scratch {
     /// (department, exclusion?, word, its occurrences outside the author field as a run of
     /// `occ.keys`).
     uses: Vec<(u32, bool, u32, u32, u32)>,
-    /// (department, rule) to evaluate.
-    candidates: Vec<(u32, u32)>,
+    /// Rules to evaluate ([`Matcher::rules`] indices), in order: gathered as bits of
+    /// `rule_bits`, whose non-zero words are listed in `rule_words`.
+    candidates: Vec<u32>,
+    rule_bits: Vec<u64>,
+    rule_words: Vec<u32>,
     /// Departments with a keyword or rule match.
     depts: Vec<u32>,
+    /// Matched rules: (department, index into [`Matcher::rules`], and the run of
+    /// `rule_refs` that holds the terms that satisfied it).
+    rule_hits: Vec<(u32, u32, u32, u32)>,
+    /// The terms of every matched rule, each rule's in text order.
+    rule_refs: Vec<TermRef>,
+    /// One department's hits, then its exclusions found.
+    refs: Vec<TermRef>,
+    /// Normalised spans of NEAR operands.
+    spans: Spans,
 }
 
 impl Scratch {
     /// Lets go of what one exceptional item grew, so a thread does not keep it for good.
     fn trim(&mut self) {
         const KEEP: usize = 4096;
-        if self.occ.all.capacity() > KEEP || self.uses.capacity() > KEEP {
+        if self.occ.all.capacity() > KEEP
+            || self.uses.capacity() > KEEP
+            || self.rule_refs.capacity() > KEEP
+            || self.spans.capacity() > KEEP
+        {
             self.occ.reset(0);
             self.occ.all = Vec::new();
             self.occ.keys = Vec::new();
             self.uses = Vec::new();
             self.candidates = Vec::new();
+            self.rule_hits = Vec::new();
+            self.rule_refs = Vec::new();
+            self.refs = Vec::new();
+            self.spans = Vec::new();
         }
     }
 }
@@ -297,8 +321,13 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::default();
 }
 
-/// A term as written, found at an occurrence (index into [`Occurrences::all`]).
-type TermRef<'m> = (u32, &'m Arc<str>);
+/// A term as written ([`Matcher::names`] id), found at an occurrence (index into
+/// [`Occurrences::all`]).
+type TermRef = (u32, u32);
+
+/// Where NEAR operands occur: (field, normalised start, end). One buffer per thread, used as
+/// a stack: a NEAR inside a NEAR's operand is done before its parent pushes.
+type Spans = Vec<(Field, u32, u32)>;
 
 /// Occurrences of patterns in one item, indexed for rules that ask "is this term present,
 /// in this field?" many times per item.
@@ -389,26 +418,28 @@ impl Occurrences {
         }
     }
 
-    /// Puts (occurrence, term) pairs in text order, once each.
-    fn order(&self, refs: &mut Vec<TermRef<'_>>) {
-        self.order_from(refs, 0);
+    /// Puts (occurrence, term) pairs in text order, once each; terms at one place in the
+    /// order of their names.
+    fn order(&self, refs: &mut Vec<TermRef>, names: &[Arc<str>]) {
+        self.order_from(refs, 0, names);
     }
 
     /// [`Occurrences::order`] for the pairs from `from` on.
-    fn order_from(&self, refs: &mut Vec<TermRef<'_>>, from: usize) {
+    fn order_from(&self, refs: &mut Vec<TermRef>, from: usize, names: &[Arc<str>]) {
         let Some(tail) = refs.get_mut(from..).filter(|t| t.len() > 1) else {
             return;
         };
         // By position, then term: the same term found twice at one place (an expansion
         // such as Ⅻ → xii holds "i" twice) is one hit.
-        let at = |r: &TermRef<'_>| {
+        let at = |r: &TermRef| {
             let o = &self.all[r.0 as usize];
             (o.field, o.start, o.end)
         };
+        let name = |r: &TermRef| names.get(r.1 as usize).map_or("", |n| &**n);
         tail.sort_unstable_by(|a, b| {
             at(a)
                 .cmp(&at(b))
-                .then_with(|| a.1.cmp(b.1))
+                .then_with(|| name(a).cmp(name(b)))
                 .then_with(|| a.0.cmp(&b.0))
         });
         let mut kept = from + 1;
@@ -427,15 +458,28 @@ struct Builder {
     patterns: Vec<String>,
     index: HashMap<String, usize>,
     uses: Vec<Vec<(u32, Role)>>,
-    rule_uses: Vec<Vec<(u32, u32)>>,
+    rule_uses: Vec<Vec<u32>>,
     /// Rules with `source:` terms, by the source id (normalised) they name.
-    source_uses: HashMap<String, Vec<(u32, u32)>>,
+    source_uses: HashMap<String, Vec<u32>>,
+    names: Vec<Arc<str>>,
+    name_ids: HashMap<String, u32>,
 }
 
 /// Pattern id of `source:` terms, which are compared with the item's source, not scanned.
 const NO_PATTERN: u32 = u32::MAX;
 
 impl Builder {
+    /// The id of a word as written, in [`Matcher::names`].
+    fn name(&mut self, written: &str) -> u32 {
+        if let Some(&id) = self.name_ids.get(written) {
+            return id;
+        }
+        let id = self.names.len() as u32;
+        self.names.push(Arc::from(written));
+        self.name_ids.insert(written.to_string(), id);
+        id
+    }
+
     fn pattern(&mut self, word: &str) -> Option<u32> {
         let norm = crate::text::normalize_pattern(word);
         if norm.is_empty() {
@@ -451,30 +495,25 @@ impl Builder {
     }
 
     /// One term of a rule: scanned for, or (under `source:`) compared with the source id.
-    fn term(
-        &mut self,
-        word: &str,
-        at: (u32, u32),
-        scope: Option<Scope>,
-    ) -> Option<(u32, Arc<str>, String)> {
+    fn term(&mut self, word: &str, at: u32, scope: Option<Scope>) -> Option<(u32, u32, String)> {
         let norm = crate::text::normalize_pattern(word);
         if norm.is_empty() {
             return None;
         }
         if scope == Some(Scope::Source) {
             self.source_uses.entry(norm.clone()).or_default().push(at);
-            return Some((NO_PATTERN, Arc::from(word), norm));
+            return Some((NO_PATTERN, self.name(word), norm));
         }
         let p = self.pattern(word)?;
         self.rule_uses[p as usize].push(at);
-        Some((p, Arc::from(word), norm))
+        Some((p, self.name(word), norm))
     }
 
     fn compile(
         &mut self,
         e: &Expr,
         lists: &BTreeMap<String, Vec<String>>,
-        at: (u32, u32),
+        at: u32,
         names: (&str, &str),
         scope: Option<Scope>,
     ) -> Result<CExpr, BuildError> {
@@ -578,6 +617,8 @@ impl Matcher {
             uses: Vec::new(),
             rule_uses: Vec::new(),
             source_uses: HashMap::new(),
+            names: Vec::new(),
+            name_ids: HashMap::new(),
         };
         let mut depts = Vec::new();
         let mut all_rules: Vec<CRule> = Vec::new();
@@ -593,15 +634,15 @@ impl Matcher {
                     b.uses[p as usize].push((d as u32, Role::Exclude(k as u32)));
                 }
             }
-            let first_rule = all_rules.len() as u32;
-            for (r, rule) in dept.rules.iter().enumerate() {
-                let at = (d as u32, r as u32);
+            for rule in &dept.rules {
+                let at = all_rules.len() as u32;
                 let expr = b.compile(&rule.expr, lists, at, (&dept.id, &rule.id), None)?;
-                let matches_empty = eval(&expr, &Occurrences::default(), None, "");
+                let matches_empty = eval(&expr, &Occurrences::default(), None, "", &mut Vec::new());
                 if matches_empty {
                     always.push(at);
                 }
                 all_rules.push(CRule {
+                    dept: d as u32,
                     id: Arc::from(rule.id.as_str()),
                     weight: rule.weight,
                     expr,
@@ -610,13 +651,8 @@ impl Matcher {
             }
             depts.push(DeptRules {
                 id: Arc::from(dept.id.as_str()),
-                keywords: dept
-                    .keywords
-                    .iter()
-                    .map(|k| Arc::from(k.as_str()))
-                    .collect(),
-                exclude: dept.exclude.iter().map(|k| Arc::from(k.as_str())).collect(),
-                first_rule,
+                keywords: dept.keywords.iter().map(|k| b.name(k)).collect(),
+                exclude: dept.exclude.iter().map(|k| b.name(k)).collect(),
             });
         }
         for u in &mut b.rule_uses {
@@ -635,6 +671,7 @@ impl Matcher {
             always,
             departments: depts,
             rules: all_rules,
+            names: b.names,
             rule_set: rule_set_hash(departments, lists),
         })
     }
@@ -736,7 +773,13 @@ impl Matcher {
             occ,
             uses,
             candidates,
+            rule_bits,
+            rule_words,
             depts,
+            rule_hits,
+            rule_refs,
+            refs,
+            spans,
         } = scratch;
         self.scan_into(ring, occ, s);
         uses.clear();
@@ -759,8 +802,24 @@ impl Matcher {
 
         // Keyword and exclusion uses per pattern, as plain numbers: (department, exclusion?,
         // word, its occurrences outside the author field as a run of `occ.keys`).
-        candidates.extend_from_slice(&self.always);
-        candidates.extend(by_source.into_iter().flatten().copied());
+        if rule_bits.len() < self.rules.len().div_ceil(64) {
+            rule_bits.resize(self.rules.len().div_ceil(64), 0);
+        }
+        // Rules in a set of bits rather than a list to sort and deduplicate: a pattern
+        // mentioned by several rules, or a rule by several patterns, marks it once.
+        let mut mark = |rules: &[u32]| {
+            for &r in rules {
+                let w = (r / 64) as usize;
+                if let Some(bits) = rule_bits.get_mut(w) {
+                    if *bits == 0 {
+                        rule_words.push(w as u32);
+                    }
+                    *bits |= 1 << (r % 64);
+                }
+            }
+        };
+        mark(&self.always);
+        mark(by_source.map_or(&[], Vec::as_slice));
         let mut k = 0;
         while k < occ.keys.len() {
             let p = (occ.keys[k] >> 32) as u32;
@@ -780,35 +839,39 @@ impl Matcher {
                     uses.push((d, excl, w, k as u32, (k + outside_author) as u32));
                 }
             }
-            candidates.extend_from_slice(self.uses.rules(p));
+            mark(self.uses.rules(p));
             k += len;
         }
-        candidates.sort_unstable();
-        candidates.dedup();
+        // Taken in order of the words, and so of rules and departments; the bits are cleared
+        // for the next item as they are read.
+        rule_words.sort_unstable();
+        for &w in rule_words.iter() {
+            let Some(bits) = rule_bits.get_mut(w as usize) else {
+                continue;
+            };
+            let mut x = std::mem::take(bits);
+            while x != 0 {
+                candidates.push(w * 64 + x.trailing_zeros());
+                x &= x - 1;
+            }
+        }
+        rule_words.clear();
         // Matched rules and near misses, by department. The occurrences of every matched
         // rule's terms, in text order, are runs of one list.
-        let mut rule_hits: Vec<(u32, RuleMatch, std::ops::Range<usize>)> = Vec::new();
-        let mut rule_refs: Vec<TermRef<'_>> = Vec::new();
+        rule_hits.clear();
+        rule_refs.clear();
         let mut misses: Vec<(u32, Arc<str>, String)> = Vec::new();
-        for &(d, r) in candidates.iter() {
-            let rule = &self.rules[(self.departments[d as usize].first_rule + r) as usize];
-            if eval(&rule.expr, occ, None, &source_norm) {
+        for &at in candidates.iter() {
+            let rule = &self.rules[at as usize];
+            let d = rule.dept;
+            if eval(&rule.expr, occ, None, &source_norm, spans) {
                 let from = rule_refs.len();
-                collect_terms(&rule.expr, occ, None, &source_norm, &mut rule_refs);
-                occ.order_from(&mut rule_refs, from);
-                let terms = rule_refs[from..]
-                    .iter()
-                    .map(|(k, t)| occ.hit(*k, t))
-                    .collect();
-                let m = RuleMatch {
-                    id: rule.id.clone(),
-                    weight: rule.weight,
-                    terms,
-                };
-                rule_hits.push((d, m, from..rule_refs.len()));
+                collect_terms(&rule.expr, occ, None, &source_norm, rule_refs, spans);
+                occ.order_from(rule_refs, from, &self.names);
+                rule_hits.push((d, at, from as u32, rule_refs.len() as u32));
             } else if explain_misses && !rule.matches_empty {
                 let mut why = Vec::new();
-                explain(&rule.expr, occ, None, &source_norm, &mut why);
+                explain(&rule.expr, occ, None, &source_norm, &mut why, &self.names);
                 let note = if why.is_empty() {
                     "some terms present, not all the rule needs".to_string()
                 } else {
@@ -828,6 +891,7 @@ impl Matcher {
         depts.dedup();
 
         let keys = &occ.keys;
+        let hit = |r: &TermRef| occ.hit(r.0, &self.names[r.1 as usize]);
         let mut out = Outcome {
             matched: Vec::with_capacity(depts.len()),
             ..Outcome::default()
@@ -837,47 +901,63 @@ impl Matcher {
             out.near_misses.push((id, rule.to_string(), note));
         }
         // rule_hits follow the candidates' order, which is by department, as `depts` is.
-        let mut rule_hits = rule_hits.into_iter().peekable();
-        let mut refs: Vec<TermRef<'_>> = Vec::new();
+        let mut next_rule = 0;
         for &d in depts.iter() {
             let dept = &self.departments[d as usize];
             let from = uses.partition_point(|u| u.0 < d);
             let mine = &uses[from..from + uses[from..].iter().take_while(|u| u.0 == d).count()];
-            let mut rules = Vec::new();
-            refs.clear();
-            while let Some((_, m, r)) = rule_hits.next_if(|(rd, _, _)| *rd == d) {
-                rules.push(m);
-                refs.extend_from_slice(&rule_refs[r]);
-            }
+            let matched_rules = rule_hits[next_rule..]
+                .iter()
+                .take_while(|h| h.0 == d)
+                .count();
+            let my_rules = &rule_hits[next_rule..next_rule + matched_rules];
+            next_rule += matched_rules;
             let words = |excl: bool| {
                 mine.iter().filter(move |u| u.1 == excl).flat_map(move |u| {
                     let list = if excl { &dept.exclude } else { &dept.keywords };
-                    let word = &list[u.2 as usize];
+                    let word = list[u.2 as usize];
                     keys[u.3 as usize..u.4 as usize]
                         .iter()
                         .map(move |k| ((k & 0xffff_ffff) as u32, word))
                 })
             };
+            refs.clear();
+            for h in my_rules {
+                refs.extend_from_slice(&rule_refs[h.2 as usize..h.3 as usize]);
+            }
             let by_rules = refs.len();
             refs.extend(words(false));
-            if refs.is_empty() && rules.is_empty() {
+            if refs.is_empty() && my_rules.is_empty() {
                 // Only an exclusion occurred: nothing to veto.
                 continue;
             }
             if mine.iter().any(|u| u.1) {
-                let mut vetoes: Vec<TermRef<'_>> = words(true).collect();
-                occ.order(&mut vetoes);
-                let hits = vetoes.iter().map(|(k, t)| occ.hit(*k, t)).collect();
-                out.vetoed.push((dept.id.to_string(), hits));
+                refs.clear();
+                refs.extend(words(true));
+                occ.order(refs, &self.names);
+                out.vetoed
+                    .push((dept.id.to_string(), refs.iter().map(hit).collect()));
                 continue;
             }
             // One rule alone: its terms are in order already.
-            let hits: Vec<Hit> = if rules.len() == 1 && refs.len() == by_rules {
-                rules[0].terms.clone()
-            } else {
-                occ.order(&mut refs);
-                refs.iter().map(|(k, t)| occ.hit(*k, t)).collect()
-            };
+            if my_rules.len() > 1 || refs.len() > by_rules {
+                occ.order(refs, &self.names);
+            }
+            let hits: Vec<Hit> = refs.iter().map(hit).collect();
+            let rules = my_rules
+                .iter()
+                .map(|&(_, at, from, to)| {
+                    let rule = &self.rules[at as usize];
+                    RuleMatch {
+                        id: rule.id.clone(),
+                        weight: rule.weight,
+                        terms: rule_refs[from as usize..to as usize]
+                            .iter()
+                            .map(hit)
+                            .collect(),
+                    }
+                })
+                .collect();
             let cut = refs
                 .iter()
                 .map(|(k, _)| occ.all[*k as usize])
@@ -1033,7 +1113,7 @@ fn allowed(field: Field, scope: Option<Scope>) -> bool {
 }
 
 /// Normalised positions of an expression's positive terms in the allowed fields.
-fn spans(e: &CExpr, occ: &Occurrences, scope: Option<Scope>, out: &mut Vec<(Field, u32, u32)>) {
+fn collect_spans(e: &CExpr, occ: &Occurrences, scope: Option<Scope>, out: &mut Spans) {
     match e {
         CExpr::Terms(ts) => {
             for (p, _, _) in ts {
@@ -1045,12 +1125,12 @@ fn spans(e: &CExpr, occ: &Occurrences, scope: Option<Scope>, out: &mut Vec<(Fiel
             }
         }
         CExpr::Not(_) => {}
-        CExpr::And(xs) | CExpr::Or(xs) => xs.iter().for_each(|x| spans(x, occ, scope, out)),
+        CExpr::And(xs) | CExpr::Or(xs) => xs.iter().for_each(|x| collect_spans(x, occ, scope, out)),
         CExpr::Near { a, b, .. } => {
-            spans(a, occ, scope, out);
-            spans(b, occ, scope, out);
+            collect_spans(a, occ, scope, out);
+            collect_spans(b, occ, scope, out);
         }
-        CExpr::Scoped(s, x) => spans(x, occ, Some(*s), out),
+        CExpr::Scoped(s, x) => collect_spans(x, occ, Some(*s), out),
     }
 }
 
@@ -1080,7 +1160,25 @@ fn min_gap(a: &[(Field, u32, u32)], b: &[(Field, u32, u32)], ordered: bool) -> O
     best
 }
 
-fn eval(e: &CExpr, occ: &Occurrences, scope: Option<Scope>, source: &str) -> bool {
+/// The gap between a NEAR's operands ([`min_gap`]), their spans pushed onto `buf` and taken
+/// off again.
+fn near_gap(
+    (a, b): (&CExpr, &CExpr),
+    ordered: bool,
+    occ: &Occurrences,
+    scope: Option<Scope>,
+    buf: &mut Spans,
+) -> Option<u32> {
+    let base = buf.len();
+    collect_spans(a, occ, scope, buf);
+    let mid = buf.len();
+    collect_spans(b, occ, scope, buf);
+    let gap = min_gap(&buf[base..mid], &buf[mid..], ordered);
+    buf.truncate(base);
+    gap
+}
+
+fn eval(e: &CExpr, occ: &Occurrences, scope: Option<Scope>, source: &str, buf: &mut Spans) -> bool {
     match e {
         CExpr::Terms(ts) => {
             if scope == Some(Scope::Source) {
@@ -1088,34 +1186,31 @@ fn eval(e: &CExpr, occ: &Occurrences, scope: Option<Scope>, source: &str) -> boo
             }
             ts.iter().any(|(p, _, _)| occ.has(*p, scope))
         }
-        CExpr::Not(x) => !eval(x, occ, scope, source),
-        CExpr::And(xs) => xs.iter().all(|x| eval(x, occ, scope, source)),
-        CExpr::Or(xs) => xs.iter().any(|x| eval(x, occ, scope, source)),
+        CExpr::Not(x) => !eval(x, occ, scope, source, buf),
+        CExpr::And(xs) => xs.iter().all(|x| eval(x, occ, scope, source, buf)),
+        CExpr::Or(xs) => xs.iter().any(|x| eval(x, occ, scope, source, buf)),
         CExpr::Near {
             distance,
             ordered,
             a,
             b,
         } => {
-            if !eval(a, occ, scope, source) || !eval(b, occ, scope, source) {
-                return false;
-            }
-            let (mut sa, mut sb) = (Vec::new(), Vec::new());
-            spans(a, occ, scope, &mut sa);
-            spans(b, occ, scope, &mut sb);
-            min_gap(&sa, &sb, *ordered).is_some_and(|g| g <= *distance)
+            eval(a, occ, scope, source, buf)
+                && eval(b, occ, scope, source, buf)
+                && near_gap((a, b), *ordered, occ, scope, buf).is_some_and(|g| g <= *distance)
         }
-        CExpr::Scoped(s, x) => eval(x, occ, Some(*s), source),
+        CExpr::Scoped(s, x) => eval(x, occ, Some(*s), source, buf),
     }
 }
 
 /// The terms that satisfied a matched rule (present, not under a NOT, in branches that hold).
-fn collect_terms<'m>(
-    e: &'m CExpr,
+fn collect_terms(
+    e: &CExpr,
     occ: &Occurrences,
     scope: Option<Scope>,
     source: &str,
-    out: &mut Vec<TermRef<'m>>,
+    out: &mut Vec<TermRef>,
+    buf: &mut Spans,
 ) {
     match e {
         CExpr::Terms(ts) => {
@@ -1123,8 +1218,8 @@ fn collect_terms<'m>(
                 return;
             }
             // Duplicates (a term written twice in one rule) are removed by `order`.
-            for (p, written, _) in ts {
-                for k in occ.range(*p) {
+            for &(p, written, _) in ts {
+                for k in occ.range(p) {
                     if allowed(occ.all[k].field, scope) {
                         out.push((k as u32, written));
                     }
@@ -1135,29 +1230,34 @@ fn collect_terms<'m>(
         CExpr::Not(_) => {}
         CExpr::And(xs) => xs
             .iter()
-            .for_each(|x| collect_terms(x, occ, scope, source, out)),
+            .for_each(|x| collect_terms(x, occ, scope, source, out, buf)),
         // Only the branches that hold satisfied the rule.
-        CExpr::Or(xs) => xs
-            .iter()
-            .filter(|x| eval(x, occ, scope, source))
-            .for_each(|x| collect_terms(x, occ, scope, source, out)),
-        CExpr::Near { a, b, .. } => {
-            collect_terms(a, occ, scope, source, out);
-            collect_terms(b, occ, scope, source, out);
+        CExpr::Or(xs) => {
+            for x in xs {
+                if eval(x, occ, scope, source, buf) {
+                    collect_terms(x, occ, scope, source, out, buf);
+                }
+            }
         }
-        CExpr::Scoped(s, x) => collect_terms(x, occ, Some(*s), source, out),
+        CExpr::Near { a, b, .. } => {
+            collect_terms(a, occ, scope, source, out, buf);
+            collect_terms(b, occ, scope, source, out, buf);
+        }
+        CExpr::Scoped(s, x) => collect_terms(x, occ, Some(*s), source, out, buf),
     }
 }
 
 /// Why a rule whose terms were present did not match: NEARs that failed by distance,
-/// NOTs that vetoed.
+/// NOTs that vetoed. Only try-rules asks, so this allocates freely.
 fn explain(
     e: &CExpr,
     occ: &Occurrences,
     scope: Option<Scope>,
     source: &str,
     why: &mut Vec<String>,
+    names: &[Arc<str>],
 ) {
+    let buf = &mut Vec::new();
     match e {
         CExpr::Near {
             distance,
@@ -1165,38 +1265,36 @@ fn explain(
             a,
             b,
         } => {
-            if eval(a, occ, scope, source) && eval(b, occ, scope, source) {
-                let (mut sa, mut sb) = (Vec::new(), Vec::new());
-                spans(a, occ, scope, &mut sa);
-                spans(b, occ, scope, &mut sb);
-                match min_gap(&sa, &sb, *ordered) {
+            if eval(a, occ, scope, source, buf) && eval(b, occ, scope, source, buf) {
+                let op = if *ordered { "ONEAR" } else { "NEAR" };
+                match near_gap((a, b), *ordered, occ, scope, buf) {
                     Some(g) if g > *distance => why.push(format!(
-                        "{}/{distance}: both present but {g} characters apart",
-                        if *ordered { "ONEAR" } else { "NEAR" }
+                        "{op}/{distance}: both present but {g} characters apart"
                     )),
                     None => why.push(format!(
-                        "{}/{distance}: both present but not in that order in one field",
-                        if *ordered { "ONEAR" } else { "NEAR" }
+                        "{op}/{distance}: both present but not in that order in one field"
                     )),
                     _ => {}
                 }
             }
         }
         CExpr::Not(x) => {
-            if eval(x, occ, scope, source) {
+            if eval(x, occ, scope, source, buf) {
                 let mut present = Vec::new();
-                collect_terms(x, occ, scope, source, &mut present);
-                occ.order(&mut present);
-                let mut words: Vec<&str> = present.iter().map(|(_, t)| &***t).collect();
+                collect_terms(x, occ, scope, source, &mut present, buf);
+                let mut words: Vec<&str> = present
+                    .iter()
+                    .filter_map(|(_, t)| names.get(*t as usize).map(|n| &**n))
+                    .collect();
                 words.sort_unstable();
                 words.dedup();
                 why.push(format!("vetoed by NOT ({})", words.join(", ")));
             }
         }
-        CExpr::And(xs) | CExpr::Or(xs) => {
-            xs.iter().for_each(|x| explain(x, occ, scope, source, why))
-        }
-        CExpr::Scoped(s, x) => explain(x, occ, Some(*s), source, why),
+        CExpr::And(xs) | CExpr::Or(xs) => xs
+            .iter()
+            .for_each(|x| explain(x, occ, scope, source, why, names)),
+        CExpr::Scoped(s, x) => explain(x, occ, Some(*s), source, why, names),
         CExpr::Terms(_) => {}
     }
 }
