@@ -214,7 +214,7 @@ impl Judge {
         // The item's negative words, found once for all the departments it matches.
         let mut lexicon_hits: Option<(f64, Vec<String>)> = None;
         for m in matches {
-            let Some(dept) = self.department(&m.department) else {
+            let Some(dept) = self.department(m.department) else {
                 continue;
             };
             if store.was_counted(&item.id, &dept.id)? {
@@ -516,7 +516,7 @@ impl Judge {
             if let Some(item) = readable(store.item(&f.id))? {
                 tracing::warn!(department = %g.department, event = %g.event, "alert draft missing: rebuilt from its first item");
                 let m = DepartmentMatch {
-                    department: dept.id.as_str().into(),
+                    department: crate::rules::intern(&dept.id),
                     hits: Vec::new(),
                     rules: Vec::new(),
                     cut: Default::default(),

@@ -149,16 +149,16 @@ pub fn explain(cfg: &Config, matcher: &Matcher, s: &Subject<'_>) -> String {
             .unwrap_or_default()
     };
     for m in &out.matched {
-        let _ = writeln!(r, "✓ {} {}", m.department, name(&m.department));
+        let _ = writeln!(r, "✓ {} {}", m.department, name(m.department));
         let rule_terms: BTreeSet<(&str, usize)> = m
             .rules
             .iter()
-            .flat_map(|x| x.terms.iter().map(|t| (&*t.keyword, t.start)))
+            .flat_map(|x| x.terms.iter().map(|t| (t.keyword, t.start)))
             .collect();
         for h in m
             .hits
             .iter()
-            .filter(|h| !rule_terms.contains(&(&*h.keyword, h.start)))
+            .filter(|h| !rule_terms.contains(&(h.keyword, h.start)))
         {
             let _ = writeln!(
                 r,
@@ -175,7 +175,7 @@ pub fn explain(cfg: &Config, matcher: &Matcher, s: &Subject<'_>) -> String {
                 "    rule {} [weight {}]: {}",
                 rule.id,
                 rule.weight,
-                rule_src(&m.department, &rule.id)
+                rule_src(m.department, rule.id)
             );
             let terms: Vec<String> = rule
                 .terms

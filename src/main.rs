@@ -868,7 +868,7 @@ async fn try_source(cfg: Config, id: String, json: bool) -> ExitCode {
             println!("  MATCH {}: {}", m.department, kws.join(", "));
         }
         for (d, hits) in &outcome.vetoed {
-            let kws: Vec<&str> = hits.iter().map(|h| &*h.keyword).collect();
+            let kws: Vec<&str> = hits.iter().map(|h| h.keyword).collect();
             println!("  (excluded from {d} by {})", kws.join(", "));
         }
     }

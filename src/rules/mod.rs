@@ -5,6 +5,7 @@
 //! beyond evaluating their expressions.
 
 pub mod expr;
+mod intern;
 
 use crate::config::Department;
 use crate::text::{snippet_at, Origin};
@@ -12,9 +13,9 @@ use aho_corasick::automaton::Automaton;
 use aho_corasick::nfa::contiguous::NFA;
 use aho_corasick::{Anchored, Input, MatchKind};
 use expr::{Expr, Scope};
+pub(crate) use intern::intern;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 
 /// Characters of context either side of the first match in a snippet.
 const SNIPPET_CONTEXT: usize = 40;
@@ -37,12 +38,13 @@ impl Field {
     }
 }
 
-/// One term found in one place. Names are shared with the matcher (`Arc<str>`): an item can
-/// produce hundreds of hits, and copying each name would cost more than finding it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One term found in one place. Names are interned when rules are built ([`intern`]): an
+/// item can produce hundreds of hits, and copying or counting references on each name would
+/// cost more than finding it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Hit {
     /// The keyword or rule term as the analyst wrote it.
-    pub keyword: Arc<str>,
+    pub keyword: &'static str,
     pub field: Field,
     /// Character offsets (not bytes) in the item's title, text or author.
     pub start: usize,
@@ -52,7 +54,7 @@ pub struct Hit {
 /// A rule expression that matched, with the terms that satisfied it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RuleMatch {
-    pub id: Arc<str>,
+    pub id: &'static str,
     pub weight: f64,
     pub terms: Vec<Hit>,
 }
@@ -60,7 +62,7 @@ pub struct RuleMatch {
 /// A department whose keywords or rules matched and whose exclusions did not.
 #[derive(Debug, Clone, Serialize)]
 pub struct DepartmentMatch {
-    pub department: Arc<str>,
+    pub department: &'static str,
     /// Keyword hits and the terms of matching rules, in text order.
     pub hits: Vec<Hit>,
     pub rules: Vec<RuleMatch>,
@@ -205,7 +207,7 @@ enum CExpr {
 struct CRule {
     /// The department's index in [`Matcher::departments`].
     dept: u32,
-    id: Arc<str>,
+    id: &'static str,
     weight: f64,
     expr: CExpr,
     /// Can match with no term present (e.g. `!演习`): evaluated for every item.
@@ -214,7 +216,7 @@ struct CRule {
 
 #[derive(Debug)]
 struct DeptRules {
-    id: Arc<str>,
+    id: &'static str,
     /// [`Matcher::names`] ids of the keywords and exclusions as written.
     keywords: Vec<u32>,
     exclude: Vec<u32>,
@@ -249,7 +251,7 @@ pub struct Matcher {
     rules: Vec<CRule>,
     /// Every keyword, exclusion and rule term as written, once each: what hits name. Matching
     /// refers to them by index, so its per-item lists hold plain numbers.
-    names: Vec<Arc<str>>,
+    names: Vec<&'static str>,
     rule_set: String,
 }
 
@@ -408,10 +410,10 @@ impl Occurrences {
             .is_some_and(|f| f & scope_bits(scope) != 0)
     }
 
-    fn hit(&self, k: u32, keyword: &Arc<str>) -> Hit {
+    fn hit(&self, k: u32, keyword: &'static str) -> Hit {
         let o = &self.all[k as usize];
         Hit {
-            keyword: keyword.clone(),
+            keyword,
             field: o.field,
             start: o.start as usize,
             end: o.end as usize,
@@ -420,12 +422,12 @@ impl Occurrences {
 
     /// Puts (occurrence, term) pairs in text order, once each; terms at one place in the
     /// order of their names.
-    fn order(&self, refs: &mut Vec<TermRef>, names: &[Arc<str>]) {
+    fn order(&self, refs: &mut Vec<TermRef>, names: &[&'static str]) {
         self.order_from(refs, 0, names);
     }
 
     /// [`Occurrences::order`] for the pairs from `from` on.
-    fn order_from(&self, refs: &mut Vec<TermRef>, from: usize, names: &[Arc<str>]) {
+    fn order_from(&self, refs: &mut Vec<TermRef>, from: usize, names: &[&'static str]) {
         let Some(tail) = refs.get_mut(from..).filter(|t| t.len() > 1) else {
             return;
         };
@@ -461,7 +463,7 @@ struct Builder {
     rule_uses: Vec<Vec<u32>>,
     /// Rules with `source:` terms, by the source id (normalised) they name.
     source_uses: HashMap<String, Vec<u32>>,
-    names: Vec<Arc<str>>,
+    names: Vec<&'static str>,
     name_ids: HashMap<String, u32>,
 }
 
@@ -475,7 +477,7 @@ impl Builder {
             return id;
         }
         let id = self.names.len() as u32;
-        self.names.push(Arc::from(written));
+        self.names.push(intern(written));
         self.name_ids.insert(written.to_string(), id);
         id
     }
@@ -643,14 +645,14 @@ impl Matcher {
                 }
                 all_rules.push(CRule {
                     dept: d as u32,
-                    id: Arc::from(rule.id.as_str()),
+                    id: intern(&rule.id),
                     weight: rule.weight,
                     expr,
                     matches_empty,
                 });
             }
             depts.push(DeptRules {
-                id: Arc::from(dept.id.as_str()),
+                id: intern(&dept.id),
                 keywords: dept.keywords.iter().map(|k| b.name(k)).collect(),
                 exclude: dept.exclude.iter().map(|k| b.name(k)).collect(),
             });
@@ -860,7 +862,7 @@ impl Matcher {
         // rule's terms, in text order, are runs of one list.
         rule_hits.clear();
         rule_refs.clear();
-        let mut misses: Vec<(u32, Arc<str>, String)> = Vec::new();
+        let mut misses: Vec<(u32, &'static str, String)> = Vec::new();
         for &at in candidates.iter() {
             let rule = &self.rules[at as usize];
             let d = rule.dept;
@@ -877,7 +879,7 @@ impl Matcher {
                 } else {
                     why.join("; ")
                 };
-                misses.push((d, rule.id.clone(), note));
+                misses.push((d, rule.id, note));
             }
         }
         uses.sort_unstable();
@@ -891,7 +893,7 @@ impl Matcher {
         depts.dedup();
 
         let keys = &occ.keys;
-        let hit = |r: &TermRef| occ.hit(r.0, &self.names[r.1 as usize]);
+        let hit = |r: &TermRef| occ.hit(r.0, self.names[r.1 as usize]);
         let mut out = Outcome {
             matched: Vec::with_capacity(depts.len()),
             ..Outcome::default()
@@ -949,7 +951,7 @@ impl Matcher {
                 .map(|&(_, at, from, to)| {
                     let rule = &self.rules[at as usize];
                     RuleMatch {
-                        id: rule.id.clone(),
+                        id: rule.id,
                         weight: rule.weight,
                         terms: rule_refs[from as usize..to as usize]
                             .iter()
@@ -969,7 +971,7 @@ impl Matcher {
                 })
                 .unwrap_or_default();
             out.matched.push(DepartmentMatch {
-                department: dept.id.clone(),
+                department: dept.id,
                 hits,
                 rules,
                 cut,
@@ -1255,7 +1257,7 @@ fn explain(
     scope: Option<Scope>,
     source: &str,
     why: &mut Vec<String>,
-    names: &[Arc<str>],
+    names: &[&'static str],
 ) {
     let buf = &mut Vec::new();
     match e {

@@ -47,8 +47,8 @@ fn matches_overlapping_keywords_with_offsets() {
     assert_eq!(hits.len(), 2);
     assert!(hits
         .iter()
-        .any(|h| &*h.keyword == "城管" && h.start == 2 && h.end == 4));
-    assert!(hits.iter().any(|h| &*h.keyword == "城管执法" && h.end == 6));
+        .any(|h| h.keyword == "城管" && h.start == 2 && h.end == 4));
+    assert!(hits.iter().any(|h| h.keyword == "城管执法" && h.end == 6));
 }
 
 #[test]
@@ -60,7 +60,7 @@ fn exclusion_vetoes_and_case_width_fold() {
     .unwrap();
     let out = m.match_item("城管演习", "ｗｉｆｉ 信号差");
     assert_eq!(out.matched.len(), 1);
-    assert_eq!(&*out.matched[0].department, "it");
+    assert_eq!(out.matched[0].department, "it");
     assert_eq!(out.matched[0].hits[0].field, Field::Text);
     assert_eq!(out.vetoed.len(), 1);
     assert_eq!(out.vetoed[0].0, "urban");
@@ -86,8 +86,8 @@ fn boolean_rules_with_evasive_spellings() {
     let out = m.match_subject(&subject("某地城-管與攤販發生衝突", ""));
     assert_eq!(out.matched.len(), 1, "{out:?}");
     let r = &out.matched[0].rules[0];
-    assert_eq!(&*r.id, "urban#1");
-    let words: Vec<&str> = r.terms.iter().map(|t| &*t.keyword).collect();
+    assert_eq!(r.id, "urban#1");
+    let words: Vec<&str> = r.terms.iter().map(|t| t.keyword).collect();
     assert_eq!(words, vec!["城管", "冲突"]);
     // Offsets are in the original text: 城-管 spans three characters.
     assert_eq!((r.terms[0].start, r.terms[0].end), (2, 5));
@@ -109,7 +109,7 @@ fn near_counts_characters_and_onear_keeps_order() {
     .unwrap();
     // Gap between 城管 and 打人: "当街" = 2 characters.
     let out = m.match_subject(&subject("城管当街打人", ""));
-    let ids: Vec<&str> = out.matched.iter().map(|d| &*d.department).collect();
+    let ids: Vec<&str> = out.matched.iter().map(|d| d.department).collect();
     assert_eq!(ids, vec!["near"], "ONEAR wants 打人 first");
     // Four characters apart: a near miss, explained.
     let far = m.match_explained(&subject("城管在大街上打人", ""));
@@ -375,7 +375,7 @@ fn a_matched_rule_reports_only_the_terms_that_satisfied_it() {
     let words: Vec<&str> = out.matched[0].rules[0]
         .terms
         .iter()
-        .map(|t| &*t.keyword)
+        .map(|t| t.keyword)
         .collect();
     assert_eq!(
         words,
@@ -467,9 +467,7 @@ fn nothing_carries_over_between_items_or_matchers() {
     assert!(big.match_item("城管", "").matched.is_empty());
     assert!(big.match_item("", "内涝").matched.is_empty());
     assert_eq!(
-        big.match_item("", "暴雨后内涝").matched[0].rules[0]
-            .id
-            .as_ref(),
+        big.match_item("", "暴雨后内涝").matched[0].rules[0].id,
         "r#2"
     );
     assert!(small.match_item("城管", "").matched.is_empty());
