@@ -277,7 +277,7 @@ struct Scratch {
     ring: Vec<Start>,
     occ: Occurrences,
     /// (department, exclusion?, word, its occurrences outside the author field as a run of
-    /// `occ.keys`).
+    /// `occ.grouped`).
     uses: Vec<(u32, bool, u32, u32, u32)>,
     /// Rules to evaluate ([`Matcher::rules`] indices), in order: gathered as bits of
     /// `rule_bits`, whose non-zero words are listed in `rule_words`.
@@ -308,7 +308,8 @@ impl Scratch {
         {
             self.occ.reset(0);
             self.occ.all = Vec::new();
-            self.occ.keys = Vec::new();
+            self.occ.grouped = Vec::new();
+            self.occ.groups = Vec::new();
             self.uses = Vec::new();
             self.candidates = Vec::new();
             self.rule_hits = Vec::new();
@@ -337,12 +338,18 @@ type Spans = Vec<(Field, u32, u32)>;
 struct Occurrences {
     /// In scan order: by field (title, text, author), then by where they end.
     all: Vec<Occ>,
-    /// `pattern << 32 | index into all`, sorted: each pattern's occurrences together.
-    keys: Vec<u64>,
+    /// Indices into `all`, each pattern's together, in scan order within a pattern.
+    grouped: Vec<u32>,
+    /// This item's patterns in order of first occurrence: (pattern, the run of `grouped`
+    /// holding its occurrences).
+    groups: Vec<(u32, u32, u32)>,
     /// Per pattern of the automaton, a bit per [`Field`] it occurs in this item: one load
     /// answers `has`. Only the entries of this item's patterns are ever non-zero; they are
     /// cleared before the next item is indexed.
     fields: Vec<u8>,
+    /// Per pattern of the automaton, 1 + its index in `groups` (0: absent), kept like
+    /// `fields`: the index is built by counting, in one pass, instead of by sorting.
+    slot: Vec<u32>,
 }
 
 fn field_bit(f: Field) -> u8 {
@@ -363,41 +370,56 @@ fn scope_bits(scope: Option<Scope>) -> u8 {
 impl Occurrences {
     /// Forgets the previous item: its occurrences and their presence bits.
     fn reset(&mut self, patterns: usize) {
-        for o in &self.all {
-            if let Some(f) = self.fields.get_mut(o.pattern as usize) {
-                *f = 0;
-            }
+        for &(p, _, _) in &self.groups {
+            self.fields[p as usize] = 0;
+            self.slot[p as usize] = 0;
         }
         self.all.clear();
-        self.keys.clear();
+        self.grouped.clear();
+        self.groups.clear();
         if self.fields.len() < patterns {
             self.fields.resize(patterns, 0);
+            self.slot.resize(patterns, 0);
         }
     }
 
-    /// Indexes `all` by pattern, once the scan is done.
+    /// Indexes `all` by pattern, once the scan is done: counts each pattern's occurrences,
+    /// gives each pattern its run, then places the occurrences.
     fn index(&mut self) {
-        self.keys.extend(
-            self.all
-                .iter()
-                .enumerate()
-                .map(|(i, o)| (u64::from(o.pattern) << 32) | i as u64),
-        );
-        self.keys.sort_unstable();
         for o in &self.all {
-            if let Some(f) = self.fields.get_mut(o.pattern as usize) {
-                *f |= field_bit(o.field);
+            let p = o.pattern as usize;
+            if self.slot[p] == 0 {
+                self.groups.push((o.pattern, 0, 0));
+                self.slot[p] = self.groups.len() as u32;
             }
+            self.groups[self.slot[p] as usize - 1].2 += 1;
+            self.fields[p] |= field_bit(o.field);
+        }
+        let mut at = 0;
+        for g in &mut self.groups {
+            let n = g.2;
+            (g.1, g.2) = (at, at);
+            at += n;
+        }
+        self.grouped.resize(self.all.len(), 0);
+        // Each group's end moves from its start to its end as it is filled.
+        for (i, o) in self.all.iter().enumerate() {
+            let g = &mut self.groups[self.slot[o.pattern as usize] as usize - 1];
+            self.grouped[g.2 as usize] = i as u32;
+            g.2 += 1;
         }
     }
 
     /// Indices into `all` of pattern `p`'s occurrences, in scan order.
     fn range(&self, p: u32) -> impl Iterator<Item = usize> + '_ {
-        let from = self.keys.partition_point(|k| ((k >> 32) as u32) < p);
-        self.keys[from..]
-            .iter()
-            .take_while(move |k| (*k >> 32) as u32 == p)
-            .map(|k| (k & 0xffff_ffff) as usize)
+        let run = match self.slot.get(p as usize) {
+            Some(&s) if s > 0 => {
+                let g = self.groups[s as usize - 1];
+                &self.grouped[g.1 as usize..g.2 as usize]
+            }
+            _ => &[],
+        };
+        run.iter().map(|&k| k as usize)
     }
 
     fn of(&self, p: u32) -> impl Iterator<Item = Occ> + '_ {
@@ -803,7 +825,7 @@ impl Matcher {
         occ.index();
 
         // Keyword and exclusion uses per pattern, as plain numbers: (department, exclusion?,
-        // word, its occurrences outside the author field as a run of `occ.keys`).
+        // word, its occurrences outside the author field as a run of `occ.grouped`).
         if rule_bits.len() < self.rules.len().div_ceil(64) {
             rule_bits.resize(self.rules.len().div_ceil(64), 0);
         }
@@ -822,27 +844,22 @@ impl Matcher {
         };
         mark(&self.always);
         mark(by_source.map_or(&[], Vec::as_slice));
-        let mut k = 0;
-        while k < occ.keys.len() {
-            let p = (occ.keys[k] >> 32) as u32;
-            let run = &occ.keys[k..];
-            let len = run.iter().take_while(|x| (*x >> 32) as u32 == p).count();
+        for &(p, from, to) in &occ.groups {
             // In scan order within a pattern: the author field, scanned last, comes last.
-            let outside_author = run[..len]
+            let outside_author = occ.grouped[from as usize..to as usize]
                 .iter()
-                .take_while(|x| occ.all[(*x & 0xffff_ffff) as usize].field != Field::Author)
-                .count();
+                .take_while(|&&k| occ.all[k as usize].field != Field::Author)
+                .count() as u32;
             if outside_author > 0 {
                 for &(d, role) in self.uses.keywords(p) {
                     let (excl, w) = match role {
                         Role::Keyword(w) => (false, w),
                         Role::Exclude(w) => (true, w),
                     };
-                    uses.push((d, excl, w, k as u32, (k + outside_author) as u32));
+                    uses.push((d, excl, w, from, from + outside_author));
                 }
             }
             mark(self.uses.rules(p));
-            k += len;
         }
         // Taken in order of the words, and so of rules and departments; the bits are cleared
         // for the next item as they are read.
@@ -882,7 +899,9 @@ impl Matcher {
                 misses.push((d, rule.id, note));
             }
         }
-        uses.sort_unstable();
+        // By department only: the order within one does not matter (its hits are put in
+        // text order), and comparing whole entries cost more than the rest of the output.
+        uses.sort_unstable_by_key(|u| u.0);
         depts.clear();
         depts.extend(
             uses.iter()
@@ -892,7 +911,7 @@ impl Matcher {
         depts.sort_unstable();
         depts.dedup();
 
-        let keys = &occ.keys;
+        let grouped = &occ.grouped;
         let hit = |r: &TermRef| occ.hit(r.0, self.names[r.1 as usize]);
         let mut out = Outcome {
             matched: Vec::with_capacity(depts.len()),
@@ -918,9 +937,9 @@ impl Matcher {
                 mine.iter().filter(move |u| u.1 == excl).flat_map(move |u| {
                     let list = if excl { &dept.exclude } else { &dept.keywords };
                     let word = list[u.2 as usize];
-                    keys[u.3 as usize..u.4 as usize]
+                    grouped[u.3 as usize..u.4 as usize]
                         .iter()
-                        .map(move |k| ((k & 0xffff_ffff) as u32, word))
+                        .map(move |&k| (k, word))
                 })
             };
             refs.clear();
