@@ -846,10 +846,14 @@ impl Matcher {
         mark(by_source.map_or(&[], Vec::as_slice));
         for &(p, from, to) in &occ.groups {
             // In scan order within a pattern: the author field, scanned last, comes last.
-            let outside_author = occ.grouped[from as usize..to as usize]
-                .iter()
-                .take_while(|&&k| occ.all[k as usize].field != Field::Author)
-                .count() as u32;
+            let outside_author = if occ.fields[p as usize] & field_bit(Field::Author) == 0 {
+                to - from
+            } else {
+                occ.grouped[from as usize..to as usize]
+                    .iter()
+                    .take_while(|&&k| occ.all[k as usize].field != Field::Author)
+                    .count() as u32
+            };
             if outside_author > 0 {
                 for &(d, role) in self.uses.keywords(p) {
                     let (excl, w) = match role {
