@@ -517,7 +517,7 @@ impl Judge {
                 tracing::warn!(department = %g.department, event = %g.event, "alert draft missing: rebuilt from its first item");
                 let m = DepartmentMatch {
                     department: crate::rules::intern(&dept.id),
-                    hits: Vec::new(),
+                    hits: Default::default(),
                     rules: Vec::new(),
                     cut: Default::default(),
                 };

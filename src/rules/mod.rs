@@ -51,12 +51,16 @@ pub struct Hit {
     pub end: usize,
 }
 
+/// Hits of one department or rule, held in place when there are few (as there mostly are):
+/// a department match then costs no allocation of its own.
+pub type Hits = smallvec::SmallVec<[Hit; 2]>;
+
 /// A rule expression that matched, with the terms that satisfied it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RuleMatch {
     pub id: &'static str,
     pub weight: f64,
-    pub terms: Vec<Hit>,
+    pub terms: Hits,
 }
 
 /// A department whose keywords or rules matched and whose exclusions did not.
@@ -64,7 +68,7 @@ pub struct RuleMatch {
 pub struct DepartmentMatch {
     pub department: &'static str,
     /// Keyword hits and the terms of matching rules, in text order.
-    pub hits: Vec<Hit>,
+    pub hits: Hits,
     pub rules: Vec<RuleMatch>,
     /// Where the snippet is cut: around the first hit outside the author field. Byte
     /// offsets, for [`DepartmentMatch::snippet`]; not part of any output.
@@ -968,7 +972,7 @@ impl Matcher {
             if my_rules.len() > 1 || refs.len() > by_rules {
                 occ.order(refs, &self.names);
             }
-            let hits: Vec<Hit> = refs.iter().map(hit).collect();
+            let hits: Hits = refs.iter().map(hit).collect();
             let rules = my_rules
                 .iter()
                 .map(|&(_, at, from, to)| {
