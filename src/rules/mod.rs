@@ -145,9 +145,9 @@ enum Role {
     Exclude(u32),
 }
 
-/// Per pattern, the departments using it as a keyword or exclusion and the (department, rule)
-/// pairs whose expressions mention it: two flat lists and one table of where each pattern's
-/// entries start.
+/// Per pattern, the departments using it as a keyword or exclusion and the rules
+/// ([`Matcher::rules`] indices) whose expressions mention it: two flat lists and one table of
+/// where each pattern's entries start.
 #[derive(Debug, Default)]
 struct PatternUses {
     /// Entry p: where pattern p's entries start in `keywords` and in `rules`; entry p + 1
@@ -463,7 +463,7 @@ impl Occurrences {
             let o = &self.all[r.0 as usize];
             (o.field, o.start, o.end)
         };
-        let name = |r: &TermRef| names.get(r.1 as usize).map_or("", |n| &**n);
+        let name = |r: &TermRef| names[r.1 as usize];
         tail.sort_unstable_by(|a, b| {
             at(a)
                 .cmp(&at(b))
@@ -490,7 +490,7 @@ struct Builder {
     /// Rules with `source:` terms, by the source id (normalised) they name.
     source_uses: HashMap<String, Vec<u32>>,
     names: Vec<&'static str>,
-    name_ids: HashMap<String, u32>,
+    name_ids: HashMap<&'static str, u32>,
 }
 
 /// Pattern id of `source:` terms, which are compared with the item's source, not scanned.
@@ -499,13 +499,11 @@ const NO_PATTERN: u32 = u32::MAX;
 impl Builder {
     /// The id of a word as written, in [`Matcher::names`].
     fn name(&mut self, written: &str) -> u32 {
-        if let Some(&id) = self.name_ids.get(written) {
-            return id;
-        }
-        let id = self.names.len() as u32;
-        self.names.push(intern(written));
-        self.name_ids.insert(written.to_string(), id);
-        id
+        let name = intern(written);
+        *self.name_ids.entry(name).or_insert_with(|| {
+            self.names.push(name);
+            self.names.len() as u32 - 1
+        })
     }
 
     fn pattern(&mut self, word: &str) -> Option<u32> {
@@ -809,6 +807,13 @@ impl Matcher {
             refs,
             spans,
         } = scratch;
+        // Marks an interrupted item (a panic, caught by the blocking pool that then reuses the
+        // thread) may have left: nothing of one item reaches the next.
+        for w in rule_words.drain(..) {
+            if let Some(bits) = rule_bits.get_mut(w as usize) {
+                *bits = 0;
+            }
+        }
         self.scan_into(ring, occ, s);
         uses.clear();
         candidates.clear();
@@ -828,8 +833,6 @@ impl Matcher {
         }
         occ.index();
 
-        // Keyword and exclusion uses per pattern, as plain numbers: (department, exclusion?,
-        // word, its occurrences outside the author field as a run of `occ.grouped`).
         if rule_bits.len() < self.rules.len().div_ceil(64) {
             rule_bits.resize(self.rules.len().div_ceil(64), 0);
         }
@@ -848,6 +851,8 @@ impl Matcher {
         };
         mark(&self.always);
         mark(by_source.map_or(&[], Vec::as_slice));
+        // Keyword and exclusion uses per pattern, as plain numbers: (department, exclusion?,
+        // word, its occurrences outside the author field as a run of `occ.grouped`).
         for &(p, from, to) in &occ.groups {
             // In scan order within a pattern: the author field, scanned last, comes last.
             let outside_author = if occ.fields[p as usize] & field_bit(Field::Author) == 0 {
@@ -1311,10 +1316,8 @@ fn explain(
             if eval(x, occ, scope, source, buf) {
                 let mut present = Vec::new();
                 collect_terms(x, occ, scope, source, &mut present, buf);
-                let mut words: Vec<&str> = present
-                    .iter()
-                    .filter_map(|(_, t)| names.get(*t as usize).map(|n| &**n))
-                    .collect();
+                let mut words: Vec<&str> =
+                    present.iter().map(|(_, t)| names[*t as usize]).collect();
                 words.sort_unstable();
                 words.dedup();
                 why.push(format!("vetoed by NOT ({})", words.join(", ")));
