@@ -26,6 +26,10 @@ pub struct Data {
     pub items: Vec<Item>,
     /// Stored alert bodies (JSON).
     pub alerts: Vec<Value>,
+    /// Per item, the departments whose rules of the time matched it (counted into an alert's
+    /// group, listed there or not: folded beyond an alert's item limit, or still pending).
+    /// Read from the store only; empty when the data came from the API.
+    pub counted: HashMap<String, Vec<String>>,
     pub from: &'static str,
 }
 
@@ -51,9 +55,17 @@ pub async fn load(
         let (alerts, _) = store
             .alerts_page(None, usize::MAX, |_| true)
             .map_err(|e| e.to_string())?;
+        let mut counted = HashMap::new();
+        for it in &items {
+            let departments = store.counted_for(&it.id).map_err(|e| e.to_string())?;
+            if !departments.is_empty() {
+                counted.insert(it.id.clone(), departments);
+            }
+        }
         Ok(Data {
             items,
             alerts,
+            counted,
             from: "store",
         })
     })
@@ -107,6 +119,7 @@ async fn from_api(
     Ok(Data {
         items,
         alerts,
+        counted: HashMap::new(),
         from: "the daemon's API",
     })
 }
@@ -221,13 +234,14 @@ pub fn explain(cfg: &Config, matcher: &Matcher, s: &Subject<'_>) -> String {
 /// One department's backtest figures.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct DeptReport {
-    /// Items alerted with the stored alerts (the rules of the time).
+    /// Items the rules of the time matched: listed in stored alerts, or counted into an
+    /// alert's group when they arrived.
     pub before: usize,
     /// Items the current rules match.
     pub now: usize,
-    /// Matched now, not alerted before.
+    /// Matched now, not before.
     pub gained: Vec<String>,
-    /// Alerted before, not matched now.
+    /// Matched before, not now.
     pub lost: Vec<String>,
     /// Per rule (or "keywords"): (hits now, hits in the stored alerts).
     pub rules: BTreeMap<String, (usize, usize)>,
@@ -304,6 +318,22 @@ pub fn backtest(
             }
         }
     }
+    // Items counted for a department that no stored alert lists (beyond an alert's item
+    // limit, or in a group not yet sent) were matched by the rules of the time too: without
+    // them they would show as "new". They carry no rule ids, so the per-rule counts stay
+    // those of the alerts.
+    for (item, departments) in &data.counted {
+        if !in_scope.contains(item) {
+            continue;
+        }
+        for d in departments {
+            if department.is_some_and(|x| x != d) {
+                continue;
+            }
+            before.entry(d.clone()).or_default().insert(item.clone());
+            out.entry(d.clone()).or_default();
+        }
+    }
     let mut now: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for item in &data.items {
         let o = matcher.match_subject(&subject(item));
@@ -372,7 +402,7 @@ pub fn render_backtest(
         let delta = rep.now as i64 - rep.before as i64;
         let _ = writeln!(
             r,
-            "\n{} {}: {} items now, {} alerted before ({delta:+}): +{} new, -{} no longer",
+            "\n{} {}: {} items now, {} matched before ({delta:+}): +{} new, -{} no longer",
             d.id,
             d.name,
             rep.now,
@@ -402,4 +432,66 @@ pub fn item<'a>(data: &'a Data, id: &str) -> Result<&'a Item, AnalystError> {
         .iter()
         .find(|i| i.id == id)
         .ok_or_else(|| AnalystError::NoItem(id.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Department;
+
+    fn item(id: &str, title: &str) -> Item {
+        Item {
+            id: id.into(),
+            source: "s".into(),
+            identity: format!("guid:{id}"),
+            url: None,
+            canonical_url: None,
+            title: title.into(),
+            text: String::new(),
+            author: None,
+            published: None,
+            fetched: Utc::now(),
+            content_hash: None,
+            engagement: Default::default(),
+            related: None,
+        }
+    }
+
+    #[test]
+    fn items_counted_but_listed_in_no_alert_were_matched_before() {
+        let matcher = Matcher::new(&[Department {
+            id: "urban".into(),
+            name: "城管".into(),
+            keywords: vec!["占道".into()],
+            exclude: vec![],
+            rules: vec![],
+            webhook: url::Url::parse("http://127.0.0.1:9/hook").unwrap(),
+        }])
+        .unwrap();
+        let alerted = serde_json::json!({
+            "department": {"id": "urban"},
+            "kind": "match",
+            "items": [{"id": "a", "rules": ["keywords"]}],
+        });
+        let mut data = Data {
+            items: vec![item("a", "占道经营"), item("b", "又见占道")],
+            alerts: vec![alerted],
+            counted: HashMap::new(),
+            from: "test",
+        };
+        // Without the counted marks, "b" (folded beyond the alert's item limit) looks new.
+        let (rep, _) = &backtest(&matcher, &data, None)["urban"];
+        assert_eq!((rep.before, rep.now), (1, 2));
+        assert_eq!(rep.gained, ["b"]);
+
+        data.counted.insert("a".into(), vec!["urban".into()]);
+        data.counted.insert("b".into(), vec!["urban".into()]);
+        // A mark for an item outside the window is ignored.
+        data.counted.insert("old".into(), vec!["urban".into()]);
+        let (rep, _) = &backtest(&matcher, &data, None)["urban"];
+        assert_eq!((rep.before, rep.now), (2, 2));
+        assert!(rep.gained.is_empty() && rep.lost.is_empty(), "{rep:?}");
+        // Per rule, the stored alerts' counts: the marks carry no rule ids.
+        assert_eq!(rep.rules["keywords"], (2, 1));
+    }
 }

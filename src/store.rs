@@ -922,6 +922,18 @@ impl Store {
         Ok(self.groups.contains_key(key)?)
     }
 
+    /// The departments an item was counted for: those whose rules matched it when it arrived,
+    /// whether or not an alert listed it.
+    pub fn counted_for(&self, item_id: &str) -> Result<Vec<String>, StoreError> {
+        let prefix = prefixed(b'm', &[item_id.as_bytes(), &[0]]);
+        let mut out = Vec::new();
+        for kv in self.groups.scan_prefix(&prefix) {
+            let (k, _) = kv?;
+            out.push(String::from_utf8_lossy(&k[prefix.len()..]).into_owned());
+        }
+        Ok(out)
+    }
+
     pub fn group(&self, event: &str, department: &str) -> Result<Option<Group>, StoreError> {
         let key = group_key(event, department);
         match self.groups.get(&key)? {
@@ -1480,6 +1492,25 @@ fn increment(prefix: &[u8; 8]) -> Option<[u8; 8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counted_for_lists_the_departments_of_one_item_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        let puts = [
+            Put::counted("item-1", "urban"),
+            Put::counted("item-1", "water"),
+            // Shares the first id as a prefix: must not be listed for it.
+            Put::counted("item-10", "roads"),
+        ];
+        store
+            .commit(Record::Nothing, &[], &puts, Utc::now())
+            .unwrap();
+        assert_eq!(store.counted_for("item-1").unwrap(), ["urban", "water"]);
+        assert_eq!(store.counted_for("item-10").unwrap(), ["roads"]);
+        assert!(store.counted_for("item-2").unwrap().is_empty());
+        assert!(store.was_counted("item-1", "water").unwrap());
+    }
 
     fn item(id: &str, source: &str, url: &str) -> Item {
         Item {

@@ -210,13 +210,13 @@ rules = ['@layout_words']
     assert!(stdout.contains("on 20 items fetched since"), "{stdout}");
     // 7 titles mention CSS; the sliding-doors one is now excluded, and it was the one alert.
     assert!(
-        stdout.contains("css 样式组: 6 items now, 1 alerted before (+5): +6 new, -1 no longer"),
+        stdout.contains("css 样式组: 6 items now, 1 matched before (+5): +6 new, -1 no longer"),
         "{stdout}"
     );
     assert!(stdout.contains("css-not-doors"), "{stdout}");
     assert!(stdout.contains("lost: CSS中的滑动门技术"), "{stdout}");
     assert!(
-        stdout.contains("layout 版式组: 2 items now, 2 alerted before (+0): +0 new, -0 no longer"),
+        stdout.contains("layout 版式组: 2 items now, 2 matched before (+0): +0 new, -0 no longer"),
         "{stdout}"
     );
 
