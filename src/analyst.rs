@@ -441,19 +441,8 @@ mod tests {
 
     fn item(id: &str, title: &str) -> Item {
         Item {
-            id: id.into(),
-            source: "s".into(),
-            identity: format!("guid:{id}"),
-            url: None,
-            canonical_url: None,
             title: title.into(),
-            text: String::new(),
-            author: None,
-            published: None,
-            fetched: Utc::now(),
-            content_hash: None,
-            engagement: Default::default(),
-            related: None,
+            ..crate::item::sample(id, "s", &format!("https://example.cn/{id}"))
         }
     }
 

@@ -254,6 +254,26 @@ pub fn canonical_url(link: &str) -> Option<String> {
     Some(u.to_string())
 }
 
+/// An item from `source` with link `url`, for tests elsewhere in the crate.
+#[cfg(test)]
+pub(crate) fn sample(id: &str, source: &str, url: &str) -> Item {
+    Item {
+        id: id.into(),
+        source: source.into(),
+        identity: format!("link:{url}"),
+        url: Some(url.into()),
+        canonical_url: canonical_url(url),
+        title: "t".into(),
+        text: String::new(),
+        author: None,
+        published: None,
+        fetched: Utc::now(),
+        content_hash: None,
+        engagement: Default::default(),
+        related: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

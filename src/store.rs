@@ -1492,6 +1492,7 @@ fn increment(prefix: &[u8; 8]) -> Option<[u8; 8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::item::sample as item;
 
     #[test]
     fn counted_for_lists_the_departments_of_one_item_only() {
@@ -1510,24 +1511,6 @@ mod tests {
         assert_eq!(store.counted_for("item-10").unwrap(), ["roads"]);
         assert!(store.counted_for("item-2").unwrap().is_empty());
         assert!(store.was_counted("item-1", "water").unwrap());
-    }
-
-    fn item(id: &str, source: &str, url: &str) -> Item {
-        Item {
-            id: id.into(),
-            source: source.into(),
-            identity: format!("link:{url}"),
-            url: Some(url.into()),
-            canonical_url: crate::item::canonical_url(url),
-            title: "t".into(),
-            text: String::new(),
-            author: None,
-            published: None,
-            fetched: Utc::now(),
-            content_hash: None,
-            engagement: Default::default(),
-            related: None,
-        }
     }
 
     #[test]
